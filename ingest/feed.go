@@ -1,0 +1,114 @@
+package ingest
+
+import (
+	"context"
+	"sync"
+)
+
+// Feed is a bounded queue of access units from one broadcast to one consumer.
+// The publisher never waits on it: when the consumer falls behind and the queue
+// is full, units are dropped until the next video keyframe (or, for audio-only
+// broadcasts, the oldest ones are discarded), so the consumer resumes on a clean
+// decoding point.
+type Feed struct {
+	mu       sync.Mutex
+	buf      []AccessUnit // ring
+	head, n  int
+	hasVideo bool
+	skipping bool // dropping until the next keyframe after an overflow
+	ended    bool
+	dropped  uint64
+	wake     chan struct{}
+}
+
+// NewFeed returns a feed holding at most size units.
+func NewFeed(size int, tracks Tracks) *Feed {
+	if size < 1 {
+		size = 1
+	}
+	return &Feed{buf: make([]AccessUnit, size), hasVideo: tracks.Video != nil, wake: make(chan struct{}, 1)}
+}
+
+// Push queues au without blocking. It reports false when au was dropped.
+func (f *Feed) Push(au AccessUnit) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ended {
+		return false
+	}
+	if f.skipping {
+		if !(au.Kind == KindVideo && au.Key) {
+			f.dropped++
+			return false
+		}
+		f.skipping = false
+	}
+	if f.n == len(f.buf) {
+		if f.hasVideo {
+			// Throw away what is queued too: it would decode badly without what we drop.
+			f.dropped += uint64(f.n)
+			f.head, f.n = 0, 0
+			if !(au.Kind == KindVideo && au.Key) {
+				f.skipping = true
+				f.dropped++
+				return false
+			}
+		} else {
+			f.head = (f.head + 1) % len(f.buf)
+			f.n--
+			f.dropped++
+		}
+	}
+	f.buf[(f.head+f.n)%len(f.buf)] = au
+	f.n++
+	f.signal()
+	return true
+}
+
+// End marks the feed ended; Next returns ErrEnded once the queue is drained.
+func (f *Feed) End() {
+	f.mu.Lock()
+	f.ended = true
+	f.mu.Unlock()
+	f.signal()
+}
+
+// Dropped reports how many units were discarded because the consumer was slow.
+func (f *Feed) Dropped() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dropped
+}
+
+// Next returns the next unit, waiting for one. It returns ErrEnded after End and
+// ctx.Err() when ctx is done.
+func (f *Feed) Next(ctx context.Context) (AccessUnit, error) {
+	for {
+		f.mu.Lock()
+		if f.n > 0 {
+			au := f.buf[f.head]
+			f.buf[f.head] = AccessUnit{}
+			f.head = (f.head + 1) % len(f.buf)
+			f.n--
+			f.mu.Unlock()
+			return au, nil
+		}
+		ended := f.ended
+		f.mu.Unlock()
+		if ended {
+			return AccessUnit{}, ErrEnded
+		}
+		select {
+		case <-f.wake:
+		case <-ctx.Done():
+			return AccessUnit{}, ctx.Err()
+		}
+	}
+}
+
+func (f *Feed) signal() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
