@@ -266,11 +266,11 @@ func EncodeFLV(t testing.TB, src Source) string {
 
 // Publisher is a running ffmpeg publishing a file in real time.
 type Publisher struct {
-	cmd    *exec.Cmd
-	out    bytes.Buffer
-	mu     sync.Mutex
-	done   chan struct{}
-	err    error
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	mu   sync.Mutex
+	done chan struct{}
+	err  error
 }
 
 // Publish starts ffmpeg sending file to url at its own pace (-re), copying codecs.
