@@ -1,0 +1,156 @@
+package main
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/onairhq/onair/ingest"
+)
+
+// channelView is a channel as the public API shows it. It never holds a key.
+type channelView struct {
+	Name      string     `json:"name"`
+	Title     string     `json:"title"`
+	Live      bool       `json:"live"`
+	State     string     `json:"state"` // live, reconnecting, offline, taken_down
+	Reason    string     `json:"reason,omitempty"`
+	BanUntil  *time.Time `json:"ban_until,omitempty"`
+	Since     *time.Time `json:"since,omitempty"`
+	Viewers   int        `json:"viewers"`
+	Codecs    []string   `json:"codecs"`
+	Width     int        `json:"width,omitempty"`
+	Height    int        `json:"height,omitempty"`
+	Bitrate   int64      `json:"bitrate"`
+	HLS       string     `json:"hls"`
+	Watch     string     `json:"watch"`
+	Thumbnail string     `json:"thumbnail"`
+	Flags     int        `json:"moderation_flags"`
+}
+
+func (a *app) api() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/channels", a.listChannels)
+	mux.HandleFunc("GET /api/v1/channels/{name}", a.getChannel)
+	mux.Handle("GET /api/v1/channels/{name}/thumbnail.jpg", a.mod.ThumbnailHandler())
+	mux.HandleFunc("POST /api/v1/channels/{name}/takedown", a.admin(a.takeDown))
+	mux.HandleFunc("POST /api/v1/channels/{name}/unban", a.admin(a.unban))
+	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API endpoint")
+	})
+	return mux
+}
+
+func (a *app) view(s ingest.ChannelStatus) channelView {
+	v := channelView{
+		Name:      s.Name,
+		Title:     s.Name,
+		Live:      s.Live,
+		State:     "offline",
+		Viewers:   a.chat.ViewerCount(s.Name),
+		Codecs:    []string{},
+		Bitrate:   s.Bitrate,
+		HLS:       "/hls/" + s.Name + "/index.m3u8",
+		Watch:     "/watch/" + s.Name,
+		Thumbnail: "/api/v1/channels/" + s.Name + "/thumbnail.jpg",
+		Flags:     a.mod.Flags(s.Name),
+	}
+	if s.Live {
+		v.State = "live"
+		if !s.PublisherConnected {
+			v.State = "reconnecting"
+		}
+		since := s.Since
+		v.Since = &since
+		if t := s.Tracks.Video; t != nil {
+			v.Codecs = append(v.Codecs, string(t.Codec))
+			v.Width, v.Height = t.Width, t.Height
+		}
+		if t := s.Tracks.Audio; t != nil {
+			v.Codecs = append(v.Codecs, string(t.Codec))
+		}
+	}
+	if !s.BanUntil.IsZero() && time.Now().Before(s.BanUntil) {
+		v.State, v.Reason = "taken_down", s.BanReason
+		until := s.BanUntil
+		v.BanUntil = &until
+	}
+	return v
+}
+
+func (a *app) listChannels(w http.ResponseWriter, r *http.Request) {
+	views := []channelView{}
+	for _, s := range a.hub.Channels() {
+		views = append(views, a.view(s))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"channels": views})
+}
+
+func (a *app) getChannel(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.hub.Channel(r.PathValue("name"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such channel")
+		return
+	}
+	writeJSON(w, http.StatusOK, a.view(s))
+}
+
+// admin guards an action with the admin bearer token.
+func (a *app) admin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(a.adminToken)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="onair"`)
+			writeError(w, http.StatusUnauthorized, "admin bearer token required")
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (a *app) takeDown(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Reason     string `json:"reason"`
+		BanSeconds int    `json:"ban_seconds"`
+	}
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, "body must be JSON {\"reason\": \"...\", \"ban_seconds\": N}")
+			return
+		}
+	}
+	if req.Reason == "" {
+		req.Reason = "taken down by an administrator"
+	}
+	name := r.PathValue("name")
+	ban := time.Duration(req.BanSeconds) * time.Second
+	if err := a.hub.TakeDown(name, req.Reason, ban); err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	a.takenDown(name, "", req.Reason)
+	a.log.Warn("channel taken down by admin", "channel", name, "reason", req.Reason, "ban", ban)
+	a.getChannel(w, r)
+}
+
+func (a *app) unban(w http.ResponseWriter, r *http.Request) {
+	if err := a.hub.Unban(r.PathValue("name")); err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	a.getChannel(w, r)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/onairhq/onair/chat"
+	"github.com/onairhq/onair/ingest"
+	"github.com/onairhq/onair/moderation"
+	"github.com/onairhq/onair/segmenter"
+	"github.com/onairhq/onair/web"
+)
+
+// envLookup reads the process environment; a seam for tests.
+var envLookup = os.Getenv
+
+// app holds the running parts of one onair process and wires them together.
+type app struct {
+	cfg        Config
+	log        *slog.Logger
+	adminToken string
+	hub        *ingest.Hub
+	seg        *segmenter.Segmenter
+	mod        *moderation.Moderator
+	chat       *chat.Server
+	bus        chat.Bus
+	busName    string
+	web        http.Handler
+	titles     map[string]string
+}
+
+func newApp(cfg Config, secret, adminToken string, names []string, keys map[string][]string, log *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log, adminToken: adminToken}
+	var err error
+
+	// Chat.
+	a.busName = "memory"
+	if cfg.RedisURL != "" {
+		a.busName = "redis"
+		a.bus, err = chat.NewRedisBus(context.Background(), cfg.RedisURL, log.With("part", "chat-bus"))
+		if err != nil {
+			return nil, fmt.Errorf("connect chat bus to redis-url: %w", err)
+		}
+	} else {
+		a.bus = chat.NewMemoryBus()
+	}
+	copts := chat.DefaultOptions()
+	copts.History = cfg.ChatHistory
+	copts.MaxMessageLen = cfg.ChatMaxMessage
+	copts.RateMessages = cfg.ChatRateMessages
+	copts.IPRateMessages = cfg.ChatIPRateMessages
+	copts.RateWindow = cfg.ChatRateWindow
+	copts.MaxConnsPerIP = cfg.ChatConnsPerIP
+	copts.TrustProxy = cfg.ChatTrustProxy
+	copts.WordFilterMode = cfg.ChatWordFilterMode
+	if cfg.ChatWordFilter != "" {
+		if copts.Words, err = readLines(cfg.ChatWordFilter); err != nil {
+			return nil, fmt.Errorf("read chat-word-filter: %w", err)
+		}
+	}
+	copts.Secret = []byte(secret)
+	copts.AdminToken = adminToken
+	copts.Bus = a.bus
+	copts.Logger = log.With("part", "chat")
+	a.chat = chat.NewServer(copts)
+
+	// Media.
+	a.seg, err = segmenter.New(segmenter.Options{
+		Variant:         cfg.HLSVariant,
+		SegmentDuration: cfg.HLSSegmentDuration,
+		PartDuration:    cfg.HLSPartDuration,
+		SegmentCount:    cfg.HLSSegmentCount,
+		EndedLinger:     cfg.HLSEndedLinger,
+		Logger:          log.With("part", "segmenter"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up HLS segmenter: %w", err)
+	}
+	var channels []ingest.ChannelConfig
+	for _, n := range names {
+		channels = append(channels, ingest.ChannelConfig{Name: n, Keys: keys[n]})
+	}
+	a.hub, err = ingest.NewHub(ingest.Options{
+		App:         cfg.App,
+		Channels:    channels,
+		Grace:       cfg.Grace,
+		Takeover:    cfg.Takeover,
+		AuthWebhook: cfg.PublishWebhook,
+		Logger:      log.With("part", "ingest"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up ingest: %w", err)
+	}
+	a.mod, err = moderation.New(moderation.Options{
+		Interval:      cfg.ModerationInterval,
+		BlocklistPath: cfg.ModerationBlocklist,
+		HashDistance:  cfg.ModerationDistance,
+		WebhookURL:    cfg.ModerationWebhook,
+		WebhookSecret: cfg.ModerationSecret,
+		ScreenTimeout: cfg.ModerationTimeout,
+		Gate:          cfg.ModerationGate,
+		FailurePolicy: cfg.ModerationFailure,
+		FailureAfter:  cfg.ModerationFailAfter,
+		DefaultBan:    cfg.ModerationBan,
+		FFmpegPath:    cfg.FFmpegPath,
+		Enforcer:      a.hub,
+		OnTakedown:    a.takenDown,
+		Logger:        log.With("part", "moderation"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up moderation: %w", err)
+	}
+	a.seg.SetVisible(a.mod.Cleared)
+	a.hub.AddConsumer(a.seg)
+	a.hub.AddConsumer(a.mod)
+	a.hub.AddObserver(broadcastNotices{a.chat})
+
+	a.web = web.New(web.Options{Logger: log.With("part", "web")})
+	return a, nil
+}
+
+// takenDown drops a channel's HLS at once and tells its chat room why.
+func (a *app) takenDown(channel, broadcastID, reason string) {
+	a.seg.Remove(channel)
+	a.chat.Announce(channel, "taken_down", reason)
+}
+
+func (a *app) close() {
+	a.seg.Close()
+	if c, ok := a.bus.(interface{ Close() error }); ok {
+		c.Close()
+	}
+}
+
+// routes is onair's HTTP surface.
+func (a *app) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/hls/", a.seg.Handler())
+	mux.Handle("/chat/", a.chat)
+	mux.Handle("/api/v1/", a.api())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.HandleFunc("GET /metrics", a.metrics)
+	mux.Handle("/", a.web)
+	return mux
+}
+
+func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := a.chat.Ready(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "chat:", err)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+func (a *app) metrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	a.hub.WriteMetrics(w)
+	a.seg.WriteMetrics(w)
+	a.mod.WriteMetrics(w)
+	a.chat.WriteMetrics(w)
+}
+
+// broadcastNotices posts a channel's broadcast events into its chat room.
+type broadcastNotices struct{ chat *chat.Server }
+
+func (n broadcastNotices) BroadcastStarted(b *ingest.Broadcast) {
+	n.chat.Announce(b.Channel, "live", b.Channel+" is live")
+}
+
+func (n broadcastNotices) BroadcastEnded(b *ingest.Broadcast, reason ingest.EndReason, detail string) {
+	if reason == ingest.EndTakenDown {
+		return // the takedown itself announced it, with the reason
+	}
+	n.chat.Announce(b.Channel, "offline", b.Channel+" went offline")
+}
+
+func readLines(path string) ([]string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(string(raw), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+var _ = time.Second

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/onairhq/onair/chat"
+	"github.com/onairhq/onair/moderation"
+)
+
+// tokenCommand prints a chat moderator token signed with the server's secret.
+func tokenCommand(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "moderator" {
+		return errors.New("usage: onair token moderator --channel NAME [--ttl 720h] [--data-dir DIR]")
+	}
+	fs := flag.NewFlagSet("onair token moderator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	channel := fs.String("channel", "", "channel the token moderates")
+	ttl := fs.Duration("ttl", 30*24*time.Hour, "how long the token is valid")
+	dataDir := fs.String("data-dir", firstSet(envLookup("ONAIR_DATA_DIR"), defaultConfig().DataDir), "data directory holding the server's secret")
+	secretFlag := fs.String("secret", envLookup("ONAIR_SECRET"), "the server's secret, if set in its configuration")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if !channelName.MatchString(*channel) {
+		return errors.New("--channel NAME is required ([a-z0-9_-]{1,64})")
+	}
+	secret := *secretFlag
+	if secret == "" {
+		st, err := loadState(*dataDir)
+		if err != nil {
+			return err
+		}
+		secret = st.Secret
+	}
+	fmt.Fprintln(stdout, chat.SignModeratorToken([]byte(secret), *channel, *ttl))
+	return nil
+}
+
+// moderationCommand runs moderation helpers: "hash IMAGE..." prints blocklist lines.
+func moderationCommand(args []string, stdout io.Writer) error {
+	if len(args) < 2 || args[0] != "hash" {
+		return errors.New("usage: onair moderation hash IMAGE...")
+	}
+	for _, path := range args[1:] {
+		h, err := moderation.HashImageFile(path)
+		if err != nil {
+			return fmt.Errorf("hash %s: %w", path, err)
+		}
+		fmt.Fprintf(stdout, "%016x  # %s\n", h, path)
+	}
+	return nil
+}

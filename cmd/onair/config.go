@@ -1,0 +1,362 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is every setting of `onair serve`. Each field tagged `key` is settable, in
+// rising precedence, by its default, the YAML file (same key), the environment
+// (ONAIR_ + key upper-cased, dashes as underscores) and the flag (--key).
+type Config struct {
+	ConfigFile string `key:"config" help:"YAML configuration file"`
+
+	RTMPAddr  string `key:"rtmp-addr" help:"RTMP listen address for publishers"`
+	HTTPAddr  string `key:"http-addr" help:"HTTP listen address (HLS, chat, API, watch pages)"`
+	PublicURL string `key:"public-url" help:"base URL viewers use to reach this server (printed URLs); default http://<host>:<http port>"`
+	DataDir   string `key:"data-dir" help:"directory for state kept across restarts (generated keys, secret)"`
+	LogLevel  string `key:"log-level" help:"debug, info, warn or error"`
+	LogFormat string `key:"log-format" help:"text or json"`
+
+	Channels       []string      `key:"channel" help:"a channel as NAME:KEY (repeatable; a name may repeat to add keys)"`
+	App            string        `key:"rtmp-app" help:"RTMP application name publishers use"`
+	Grace          time.Duration `key:"reconnect-grace" help:"how long a dropped publisher may take to reconnect and continue the same playlist"`
+	Takeover       bool          `key:"takeover" help:"let a second publisher take a live channel over instead of refusing it"`
+	PublishWebhook string        `key:"publish-auth-webhook" help:"URL deciding publishes instead of the key list (POST JSON, 2xx accepts)"`
+
+	HLSVariant         string        `key:"hls-variant" help:"lowlatency, fmp4 or mpegts"`
+	HLSSegmentDuration time.Duration `key:"hls-segment-duration" help:"minimum segment duration (segments are cut at keyframes)"`
+	HLSPartDuration    time.Duration `key:"hls-part-duration" help:"LL-HLS part duration"`
+	HLSSegmentCount    int           `key:"hls-segment-count" help:"segments kept in each playlist"`
+	HLSEndedLinger     time.Duration `key:"hls-ended-linger" help:"how long an ended playlist stays served before answering 404"`
+
+	AdminToken string `key:"admin-token" help:"bearer token for admin API actions and chat moderation; default generated in the data directory"`
+	Secret     string `key:"secret" help:"secret signing moderator tokens; default generated in the data directory"`
+
+	RedisURL           string        `key:"redis-url" help:"Redis URL for multi-node chat (empty: in-memory)"`
+	ChatHistory        int           `key:"chat-history" help:"messages a viewer receives on join"`
+	ChatMaxMessage     int           `key:"chat-max-message" help:"longest chat message, in characters"`
+	ChatRateMessages   int           `key:"chat-rate-messages" help:"messages allowed per connection per window"`
+	ChatIPRateMessages int           `key:"chat-ip-rate-messages" help:"messages allowed per IP address per window"`
+	ChatRateWindow     time.Duration `key:"chat-rate-window" help:"the window of the chat rate limits"`
+	ChatConnsPerIP     int           `key:"chat-conns-per-ip" help:"WebSocket connections allowed per IP address"`
+	ChatWordFilter     string        `key:"chat-word-filter" help:"file of filtered words, one per line"`
+	ChatWordFilterMode string        `key:"chat-word-filter-mode" help:"mask or refuse"`
+	ChatTrustProxy     bool          `key:"chat-trust-proxy" help:"take the client IP from X-Forwarded-For (only behind a trusted proxy)"`
+
+	ModerationInterval  time.Duration `key:"moderation-interval" help:"how often a keyframe of each live channel is screened"`
+	ModerationWebhook   string        `key:"moderation-webhook" help:"URL of the screening webhook"`
+	ModerationSecret    string        `key:"moderation-webhook-secret" help:"shared secret for the webhook's HMAC signature"`
+	ModerationBlocklist string        `key:"moderation-blocklist" help:"file of blocked perceptual hashes (hex, one per line)"`
+	ModerationDistance  int           `key:"moderation-hash-distance" help:"Hamming distance within which a hash matches the blocklist"`
+	ModerationGate      bool          `key:"moderation-gate" help:"serve a new broadcast only after its first keyframe passed screening"`
+	ModerationFailure   string        `key:"moderation-failure-policy" help:"open (keep streaming) or closed (take down) when screening keeps failing"`
+	ModerationFailAfter time.Duration `key:"moderation-failure-after" help:"how long screening may fail before the failure policy applies"`
+	ModerationTimeout   time.Duration `key:"moderation-timeout" help:"time limit of each screener"`
+	ModerationBan       time.Duration `key:"moderation-ban" help:"how long a blocked channel may not publish, unless the verdict says"`
+	FFmpegPath          string        `key:"ffmpeg" help:"ffmpeg binary used to decode keyframes for screening"`
+}
+
+func defaultConfig() Config {
+	return Config{
+		RTMPAddr:  ":1935",
+		HTTPAddr:  ":8080",
+		DataDir:   "onair-data",
+		LogLevel:  "info",
+		LogFormat: "text",
+		App:       "live",
+		Grace:     15 * time.Second,
+
+		HLSVariant:         "lowlatency",
+		HLSSegmentDuration: time.Second,
+		HLSPartDuration:    200 * time.Millisecond,
+		HLSSegmentCount:    7,
+		HLSEndedLinger:     30 * time.Second,
+
+		ChatHistory:        50,
+		ChatMaxMessage:     500,
+		ChatRateMessages:   5,
+		ChatIPRateMessages: 10,
+		ChatRateWindow:     5 * time.Second,
+		ChatConnsPerIP:     20,
+		ChatWordFilterMode: "mask",
+
+		ModerationInterval:  2 * time.Second,
+		ModerationDistance:  10,
+		ModerationGate:      true,
+		ModerationFailure:   "open",
+		ModerationFailAfter: 30 * time.Second,
+		ModerationTimeout:   5 * time.Second,
+		ModerationBan:       10 * time.Minute,
+		FFmpegPath:          "ffmpeg",
+	}
+}
+
+// configField is one settable key of Config.
+type configField struct {
+	key, help string
+	v         reflect.Value
+}
+
+func (c *Config) fields() []configField {
+	rv := reflect.ValueOf(c).Elem()
+	rt := rv.Type()
+	var out []configField
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		if k := f.Tag.Get("key"); k != "" {
+			out = append(out, configField{key: k, help: f.Tag.Get("help"), v: rv.Field(i)})
+		}
+	}
+	return out
+}
+
+func envName(key string) string {
+	return "ONAIR_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+// set parses s into the field. Lists append, so a flag may repeat.
+func (f configField) set(s string) error {
+	switch p := f.v.Addr().Interface().(type) {
+	case *string:
+		*p = s
+	case *[]string:
+		*p = append(*p, s)
+	case *bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", s)
+		}
+		*p = b
+	case *int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", s)
+		}
+		*p = n
+	case *time.Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("want a duration such as 2s or 500ms, got %q", s)
+		}
+		*p = d
+	default:
+		return fmt.Errorf("unsupported setting type %s", f.v.Type())
+	}
+	return nil
+}
+
+// flagValue adapts a configField to flag.Value. Flags are recorded first and
+// applied last, so they win over the file and the environment.
+type flagValue struct {
+	f   configField
+	got *[]flagSetting
+}
+
+type flagSetting struct {
+	f   configField
+	raw string
+}
+
+func (fv flagValue) String() string { return "" }
+func (fv flagValue) Set(s string) error {
+	*fv.got = append(*fv.got, flagSetting{fv.f, s})
+	// Validate now, so the flag package reports the bad flag by name.
+	return configField{v: reflect.New(fv.f.v.Type()).Elem()}.set(s)
+}
+func (fv flagValue) IsBoolFlag() bool { return fv.f.v.Kind() == reflect.Bool }
+
+// loadConfig builds the configuration from defaults, file, environment and args.
+func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, error) {
+	cfg := defaultConfig()
+	var flags []flagSetting
+	for _, f := range cfg.fields() {
+		help := f.help + " (env " + envName(f.key) + ")"
+		if !f.v.IsZero() && f.v.Kind() != reflect.Slice {
+			help += fmt.Sprintf(" (default %v)", f.v.Interface())
+		}
+		fs.Var(flagValue{f: f, got: &flags}, f.key, help)
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	// The config file's name may itself come from the environment or a flag.
+	file := getenv(envName("config"))
+	for _, fl := range flags {
+		if fl.f.key == "config" {
+			file = fl.raw
+		}
+	}
+	if file != "" {
+		if err := cfg.loadFile(file); err != nil {
+			return cfg, err
+		}
+	}
+	for _, f := range cfg.fields() {
+		s := getenv(envName(f.key))
+		if s == "" || f.key == "config" {
+			continue
+		}
+		items := []string{s}
+		if f.v.Kind() == reflect.Slice {
+			f.v.Set(reflect.Zero(f.v.Type()))
+			items = strings.Split(s, ",")
+		}
+		for _, it := range items {
+			if err := f.set(strings.TrimSpace(it)); err != nil {
+				return cfg, fmt.Errorf("invalid setting %s (environment %s): %w", f.key, envName(f.key), err)
+			}
+		}
+	}
+	// A list given by flags replaces what the file or environment gave.
+	for _, fl := range flags {
+		if fl.f.v.Kind() == reflect.Slice {
+			fl.f.v.Set(reflect.Zero(fl.f.v.Type()))
+		}
+	}
+	for _, fl := range flags {
+		if err := fl.f.set(fl.raw); err != nil {
+			return cfg, fmt.Errorf("invalid setting %s: %w", fl.f.key, err)
+		}
+	}
+	return cfg, cfg.validate()
+}
+
+func (c *Config) loadFile(path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config file: %w", err)
+	}
+	var doc map[string]yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	byKey := map[string]configField{}
+	for _, f := range c.fields() {
+		byKey[f.key] = f
+	}
+	// The file may say "channels" for the repeatable --channel.
+	if n, ok := doc["channels"]; ok {
+		doc["channel"] = n
+		delete(doc, "channels")
+	}
+	for key, node := range doc {
+		f, ok := byKey[key]
+		if !ok || key == "config" {
+			return fmt.Errorf("config file %s: unknown key %q", path, key)
+		}
+		if f.v.Kind() == reflect.Slice {
+			var items []string
+			if err := node.Decode(&items); err != nil {
+				return fmt.Errorf("config file %s: key %q: want a list of strings", path, key)
+			}
+			for _, it := range items {
+				if err := f.set(it); err != nil {
+					return fmt.Errorf("invalid setting %s in config file %s: %w", key, path, err)
+				}
+			}
+			continue
+		}
+		if node.Kind != yaml.ScalarNode {
+			return fmt.Errorf("config file %s: key %q: want a single value", path, key)
+		}
+		if err := f.set(node.Value); err != nil {
+			return fmt.Errorf("invalid setting %s in config file %s: %w", key, path, err)
+		}
+	}
+	return nil
+}
+
+var channelName = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+
+// channelKeys parses the --channel list into name → keys, in first-seen order.
+func (c *Config) channelKeys() ([]string, map[string][]string, error) {
+	var order []string
+	keys := map[string][]string{}
+	for _, s := range c.Channels {
+		name, key, ok := strings.Cut(s, ":")
+		if !ok || !channelName.MatchString(name) || len(key) < 8 {
+			return nil, nil, fmt.Errorf("invalid setting channel %q: want NAME:KEY, NAME matching [a-z0-9_-]{1,64} and a KEY of at least 8 characters", redactChannel(s))
+		}
+		if _, seen := keys[name]; !seen {
+			order = append(order, name)
+		}
+		keys[name] = append(keys[name], key)
+	}
+	return order, keys, nil
+}
+
+// redactChannel hides the key part of a NAME:KEY setting for error messages.
+func redactChannel(s string) string {
+	if name, _, ok := strings.Cut(s, ":"); ok {
+		return name + ":…"
+	}
+	return s
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("invalid setting %s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	for key, v := range map[string]string{"hls-variant": c.HLSVariant, "log-level": c.LogLevel, "log-format": c.LogFormat,
+		"chat-word-filter-mode": c.ChatWordFilterMode, "moderation-failure-policy": c.ModerationFailure} {
+		allowed := map[string][]string{
+			"hls-variant":               {"lowlatency", "fmp4", "mpegts"},
+			"log-level":                 {"debug", "info", "warn", "error"},
+			"log-format":                {"text", "json"},
+			"chat-word-filter-mode":     {"mask", "refuse"},
+			"moderation-failure-policy": {"open", "closed"},
+		}[key]
+		if !slices.Contains(allowed, v) {
+			bad(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
+		}
+	}
+	if c.HLSSegmentDuration <= 0 {
+		bad("hls-segment-duration", "must be positive")
+	}
+	if c.HLSPartDuration <= 0 || c.HLSPartDuration > c.HLSSegmentDuration {
+		bad("hls-part-duration", "must be positive and at most hls-segment-duration")
+	}
+	if c.HLSSegmentCount < 3 {
+		bad("hls-segment-count", "must be at least 3 (players need three segments)")
+	}
+	if c.Grace < 0 {
+		bad("reconnect-grace", "must not be negative")
+	}
+	if c.ModerationInterval <= 0 {
+		bad("moderation-interval", "must be positive")
+	}
+	for key, u := range map[string]string{"publish-auth-webhook": c.PublishWebhook, "moderation-webhook": c.ModerationWebhook, "public-url": c.PublicURL} {
+		if u == "" {
+			continue
+		}
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			bad(key, "%q is not an http(s) URL", u)
+		}
+	}
+	if c.RedisURL != "" {
+		if p, err := url.Parse(c.RedisURL); err != nil || (p.Scheme != "redis" && p.Scheme != "rediss") {
+			bad("redis-url", "%q is not a redis:// URL", c.RedisURL)
+		}
+	}
+	if _, _, err := c.channelKeys(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

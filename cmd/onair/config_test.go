@@ -1,0 +1,125 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "onair.yaml")
+	os.WriteFile(file, []byte("http-addr: \":9000\"\nrtmp-addr: \":2000\"\nhls-part-duration: 300ms\nchannels: [\"a:aaaaaaaaaa\", \"b:bbbbbbbbbb\"]\nmoderation-gate: false\n"), 0o644)
+	env := map[string]string{"ONAIR_RTMP_ADDR": ":3000", "ONAIR_HLS_SEGMENT_COUNT": "9"}
+
+	cfg, err := loadConfig(flag.NewFlagSet("t", flag.ContinueOnError), []string{"--config", file, "--hls-segment-count", "5"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"file over default", cfg.HTTPAddr, ":9000"},
+		{"env over file", cfg.RTMPAddr, ":3000"},
+		{"flag over env", cfg.HLSSegmentCount, 5},
+		{"duration from file", cfg.HLSPartDuration, 300 * time.Millisecond},
+		{"bool from file", cfg.ModerationGate, false},
+		{"list from file", strings.Join(cfg.Channels, ","), "a:aaaaaaaaaa,b:bbbbbbbbbb"},
+		{"default kept", cfg.HLSVariant, "lowlatency"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestLoadConfigListFlagsReplace(t *testing.T) {
+	env := map[string]string{"ONAIR_CHANNEL": "x:xxxxxxxxxx"}
+	cfg, err := loadConfig(flag.NewFlagSet("t", flag.ContinueOnError), []string{"--channel", "a:aaaaaaaaaa", "--channel", "a:cccccccccc"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, keys, err := cfg.channelKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0] != "a" || len(keys["a"]) != 2 {
+		t.Fatalf("got %v %v, want channel a with two keys", names, keys)
+	}
+}
+
+// Invalid configuration stops start-up with a message naming the key, and never echoes a key.
+func TestLoadConfigErrorsNameTheKey(t *testing.T) {
+	dir := t.TempDir()
+	n := 0
+	write := func(body string) string {
+		n++
+		p := filepath.Join(dir, fmt.Sprintf("c%d.yaml", n))
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"bad variant", []string{"--hls-variant", "dash"}, nil, "hls-variant"},
+		{"bad duration flag", []string{"--hls-segment-duration", "soon"}, nil, "hls-segment-duration"},
+		{"part longer than segment", []string{"--hls-part-duration", "3s"}, nil, "hls-part-duration"},
+		{"too few segments", []string{"--hls-segment-count", "2"}, nil, "hls-segment-count"},
+		{"bad env", nil, map[string]string{"ONAIR_HLS_SEGMENT_COUNT": "many"}, "hls-segment-count"},
+		{"bad channel", []string{"--channel", "Bad Name:secretsecret"}, nil, "channel"},
+		{"short key", []string{"--channel", "ok:short"}, nil, "channel"},
+		{"bad webhook", []string{"--moderation-webhook", "ftp://x"}, nil, "moderation-webhook"},
+		{"bad redis", []string{"--redis-url", "localhost:6379"}, nil, "redis-url"},
+		{"unknown file key", []string{"--config", write("rtmp-adr: x\n")}, nil, "rtmp-adr"},
+		{"bad file value", []string{"--config", write("hls-segment-count: lots\n")}, nil, "hls-segment-count"},
+		{"failure policy", []string{"--moderation-failure-policy", "maybe"}, nil, "moderation-failure-policy"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			_, err := loadConfig(fs, c.args, func(k string) string { return c.env[k] })
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got error %v, want one naming %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "secretsecret") {
+				t.Fatalf("error leaks a stream key: %v", err)
+			}
+		})
+	}
+}
+
+func TestStateIsKeptAcrossRestarts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	first, err := loadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.DefaultKey) < 16 || first.Secret == "" || first.AdminToken == "" {
+		t.Fatalf("incomplete state %+v", first)
+	}
+	second, err := loadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first != second {
+		t.Fatalf("state changed across restarts: %+v then %+v", first, second)
+	}
+	info, err := os.Stat(filepath.Join(dir, stateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("state file is readable by others: %v", info.Mode())
+	}
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/onairhq/onair/chat"
+	"github.com/onairhq/onair/ingest"
+	"github.com/onairhq/onair/moderation"
+	"github.com/onairhq/onair/segmenter"
+	"github.com/onairhq/onair/web"
+)
+
+// serve runs every role of onair in one process until ctx is done.
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("onair serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg, err := loadConfig(fs, args, envLookup)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+
+	st, err := loadState(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	secret, adminToken := firstSet(cfg.Secret, st.Secret), firstSet(cfg.AdminToken, st.AdminToken)
+	names, keys, _ := cfg.channelKeys() // validated in loadConfig
+	generated := len(names) == 0
+	if generated {
+		names = []string{st.DefaultChannel}
+		keys = map[string][]string{st.DefaultChannel: {st.DefaultKey}}
+	}
+
+	app, err := newApp(cfg, secret, adminToken, names, keys, log)
+	if err != nil {
+		return err
+	}
+
+	rtmpLn, err := net.Listen("tcp", cfg.RTMPAddr)
+	if err != nil {
+		return fmt.Errorf("listen for RTMP on %s (rtmp-addr): %w", cfg.RTMPAddr, err)
+	}
+	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		rtmpLn.Close()
+		return fmt.Errorf("listen for HTTP on %s (http-addr): %w", cfg.HTTPAddr, err)
+	}
+
+	printBanner(stdout, cfg, rtmpLn.Addr(), httpLn.Addr(), names, keys, generated)
+	log.Info("onair started", "version", buildVersion(), "rtmp", rtmpLn.Addr().String(), "http", httpLn.Addr().String(),
+		"hls_variant", cfg.HLSVariant, "chat_bus", app.busName, "channels", len(names))
+
+	httpSrv := &http.Server{
+		Handler:           app.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() {
+		if err := app.hub.Serve(ctx, rtmpLn); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("RTMP server: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("HTTP server: %w", err)
+		}
+	})
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-errc:
+		log.Error("stopping", "err", runErr)
+	}
+
+	// Stop in data-path order: end broadcasts (playlists get ENDLIST), close chat
+	// with close frames, then stop answering HTTP.
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rtmpLn.Close()
+	if err := app.hub.Shutdown(sctx); err != nil {
+		log.Warn("ingest shutdown", "err", err)
+	}
+	app.chat.Shutdown(sctx)
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	app.close()
+	wg.Wait()
+	log.Info("stopped")
+	return runErr
+}
+
+func firstSet(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// printBanner tells a new user, on stdout, everything needed to go live and watch.
+func printBanner(w io.Writer, cfg Config, rtmpAddr, httpAddr net.Addr, names []string, keys map[string][]string, generated bool) {
+	base := strings.TrimSuffix(cfg.PublicURL, "/")
+	host := "localhost"
+	if base == "" {
+		base = "http://" + hostPort(host, httpAddr)
+	} else if i := strings.Index(base, "://"); i >= 0 {
+		host, _, _ = strings.Cut(base[i+3:], "/")
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+	}
+	fmt.Fprintf(w, "\nonair %s is live-ready.\n\n", buildVersion())
+	fmt.Fprintf(w, "  OBS → Settings → Stream → Service: Custom\n")
+	fmt.Fprintf(w, "    Server:      rtmp://%s/%s\n", hostPort(host, rtmpAddr), cfg.App)
+	for _, name := range names {
+		if generated {
+			fmt.Fprintf(w, "    Stream Key:  %s   (channel %q; generated, kept in %s)\n", keys[name][0], name, cfg.DataDir)
+		} else {
+			fmt.Fprintf(w, "    Stream Key:  (as configured for channel %q)\n", name)
+		}
+	}
+	fmt.Fprintf(w, "  OBS → Settings → Output: keyframe interval 1 s (2 s at most)\n\n")
+	for _, name := range names {
+		fmt.Fprintf(w, "  Watch %-10s %s/watch/%s\n", name+":", base, name)
+		fmt.Fprintf(w, "  HLS   %-10s %s/hls/%s/index.m3u8\n", name+":", base, name)
+	}
+	fmt.Fprintf(w, "  Directory:       %s/\n\n", base)
+}
+
+func hostPort(host string, addr net.Addr) string {
+	_, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	return net.JoinHostPort(host, port)
+}
