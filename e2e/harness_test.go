@@ -21,8 +21,12 @@ import (
 	"time"
 )
 
-// onairBin is the binary built once for the whole run.
-var onairBin string
+var (
+	// onairBin is the binary built once for the whole run.
+	onairBin string
+	// sharedTempDir holds files several tests use (encoded sources).
+	sharedTempDir string
+)
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -36,6 +40,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	onairBin = filepath.Join(dir, "onair")
+	sharedTempDir = filepath.Join(dir, "shared")
+	os.Mkdir(sharedTempDir, 0o755)
 	args := []string{"build", "-o", onairBin}
 	if os.Getenv("ONAIR_E2E_RACE") != "" {
 		// Off by default: the race detector slows the media path several times over,
@@ -242,8 +248,14 @@ func (s Source) withDefaults() Source {
 // EncodeFLV writes the source to an FLV file, so a test knows exactly what it publishes.
 func EncodeFLV(t testing.TB, src Source) string {
 	t.Helper()
-	src = src.withDefaults()
 	out := filepath.Join(t.TempDir(), "source.flv")
+	encodeFLV(t, out, src)
+	return out
+}
+
+func encodeFLV(t testing.TB, out string, src Source) {
+	t.Helper()
+	src = src.withDefaults()
 	args := []string{"-hide_banner", "-loglevel", "error", "-y"}
 	dur := fmt.Sprint(src.Seconds)
 	if src.Video {
@@ -267,7 +279,6 @@ func EncodeFLV(t testing.TB, src Source) string {
 	if b, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
 		t.Fatalf("encode source: %v\n%s", err, b)
 	}
-	return out
 }
 
 // Publisher is a running ffmpeg publishing a file in real time.
