@@ -1,0 +1,717 @@
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	rtmp "github.com/yutopp/go-rtmp"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultApp       = "live"
+	DefaultGrace     = 15 * time.Second
+	DefaultQueueSize = 1024
+)
+
+// Connection limits.
+const (
+	idleBeforePublish = 10 * time.Second
+	idleWhilePublish  = 30 * time.Second
+	maxMessageSize    = 8 << 20 // largest RTMP message (one coded frame) we accept
+	webhookTimeout    = 3 * time.Second
+)
+
+var channelNameRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+
+// ValidChannelName reports whether name is a valid public channel name.
+func ValidChannelName(name string) bool { return channelNameRE.MatchString(name) }
+
+// ChannelConfig registers one channel and its secret stream keys.
+type ChannelConfig struct {
+	Name string
+	Keys []string
+}
+
+// Options configure a Hub.
+type Options struct {
+	// App is the RTMP application name publishers connect to (default "live").
+	App      string
+	Channels []ChannelConfig
+	// Grace is how long a broadcast waits for a dropped publisher to return (default 15 s;
+	// negative disables the grace period).
+	Grace time.Duration
+	// Takeover lets a second publisher with a valid key replace the live one instead of being refused.
+	Takeover bool
+	// AuthWebhook, when set, decides publishes instead of the key list (POST JSON, 2xx accepts).
+	AuthWebhook string
+	// QueueSize bounds each consumer's Feed (default 1024 units).
+	QueueSize int
+	Logger    *slog.Logger
+}
+
+// Hub is the channel registry and RTMP ingest server: it accepts publishers,
+// tracks who is live and fans each broadcast out to the registered consumers.
+type Hub struct {
+	opts      Options
+	log       *slog.Logger
+	rtmpLog   logrus.FieldLogger
+	client    *http.Client
+	consumers []Consumer
+	observers []Observer
+
+	ctx    context.Context // lifetime of consumer goroutines
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	channels map[string]*channel
+	conns    map[*conn]struct{}
+	shutdown bool
+
+	consumerWG sync.WaitGroup
+	connWG     sync.WaitGroup
+	events     eventQueue
+	stats      stats
+}
+
+// channel is one registered channel; its mutable fields are guarded by Hub.mu.
+type channel struct {
+	name    string
+	keys    [][]byte
+	dynamic bool // created on behalf of the auth webhook
+
+	publisher *session       // the accepted publisher, if connected
+	live      *liveBroadcast // the open broadcast, if any
+	banUntil  time.Time
+	banReason string
+	meter     rateMeter
+}
+
+// liveBroadcast is an open Broadcast with its feeds.
+type liveBroadcast struct {
+	b     *Broadcast
+	feeds []*Feed
+	ch    *channel
+	owner atomic.Pointer[session] // the session feeding it; nil during the grace period
+	ended atomic.Bool
+	grace *time.Timer
+	// next is where the next publisher session's DTS starts, kept current by the owner.
+	next atomic.Int64
+}
+
+// NewHub validates opts and returns a Hub ready for AddConsumer, AddObserver and Serve.
+func NewHub(opts Options) (*Hub, error) {
+	if opts.App == "" {
+		opts.App = DefaultApp
+	}
+	if opts.Grace == 0 {
+		opts.Grace = DefaultGrace
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultQueueSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	h := &Hub{
+		opts:     opts,
+		log:      opts.Logger.With("component", "ingest"),
+		client:   &http.Client{Timeout: webhookTimeout},
+		channels: make(map[string]*channel),
+		conns:    make(map[*conn]struct{}),
+	}
+	h.rtmpLog = newRTMPLogger(h.log)
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	h.events.hub = h
+	h.stats.refused = make(map[string]uint64)
+	for _, cc := range opts.Channels {
+		if !ValidChannelName(cc.Name) {
+			return nil, fmt.Errorf("channel name %q: must match [a-z0-9_-]{1,64}", cc.Name)
+		}
+		if _, dup := h.channels[cc.Name]; dup {
+			return nil, fmt.Errorf("channel %q configured twice", cc.Name)
+		}
+		if len(cc.Keys) == 0 && opts.AuthWebhook == "" {
+			return nil, fmt.Errorf("channel %q has no stream key", cc.Name)
+		}
+		ch := &channel{name: cc.Name}
+		for _, k := range cc.Keys {
+			if k == "" {
+				return nil, fmt.Errorf("channel %q: empty stream key", cc.Name)
+			}
+			ch.keys = append(ch.keys, []byte(k))
+		}
+		h.channels[cc.Name] = ch
+	}
+	return h, nil
+}
+
+// AddConsumer registers a consumer for every broadcast started from now on. Call it before Serve.
+func (h *Hub) AddConsumer(c Consumer) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.consumers = append(h.consumers, c)
+}
+
+// AddObserver registers an observer of broadcast starts and ends.
+func (h *Hub) AddObserver(o Observer) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.observers = append(h.observers, o)
+}
+
+// Serve accepts RTMP connections on ln until ctx is done or Shutdown is called.
+// It closes ln. It returns nil when stopped by ctx or Shutdown.
+func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
+	srv := rtmp.NewServer(&rtmp.ServerConfig{OnConnect: h.onConnect})
+	wl := &listener{Listener: ln, hub: h, srv: srv}
+	stop := make(chan struct{})
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		select {
+		case <-ctx.Done():
+		case <-h.ctx.Done():
+		case <-stop:
+		}
+		srv.Close()
+	}()
+	h.log.Info("rtmp ingest listening", "addr", ln.Addr().String(), "app", h.opts.App)
+	err := srv.Serve(wl)
+	close(stop)
+	<-watchDone
+	if ctx.Err() != nil || h.ctx.Err() != nil || wl.stopped.Load() {
+		return nil
+	}
+	return fmt.Errorf("rtmp serve: %w", err)
+}
+
+// listener wraps the net.Listener: it tracks accepted connections and turns
+// go-rtmp's tight retry on Accept errors into a backoff.
+type listener struct {
+	net.Listener
+	hub     *Hub
+	srv     *rtmp.Server
+	backoff time.Duration
+	stopped atomic.Bool
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		if errors.Is(err, net.ErrClosed) {
+			// go-rtmp retries forever unless its own Close was called.
+			l.stopped.Store(true)
+			go l.srv.Close()
+			return nil, err
+		}
+		if l.backoff == 0 {
+			l.backoff = 5 * time.Millisecond
+		} else if l.backoff < time.Second {
+			l.backoff *= 2
+		}
+		l.hub.log.Warn("rtmp accept failed", "err", err, "retry_in", l.backoff)
+		time.Sleep(l.backoff)
+		return nil, err
+	}
+	l.backoff = 0
+	return c, nil
+}
+
+// onConnect wraps each accepted connection and gives go-rtmp our handler and limits.
+func (h *Hub) onConnect(nc net.Conn) (ioRWC, *rtmp.ConnConfig) {
+	c := newConn(nc, h)
+	s := newSession(h, c)
+	h.mu.Lock()
+	if h.shutdown {
+		h.mu.Unlock()
+		nc.Close()
+	} else {
+		h.conns[c] = struct{}{}
+		h.connWG.Add(1)
+		c.tracked = true
+		h.mu.Unlock()
+	}
+	return c, &rtmp.ConnConfig{
+		Handler: s,
+		ControlState: rtmp.StreamControlStateConfig{
+			DefaultBandwidthWindowSize: 6 * 1024 * 1024 / 8,
+			MaxMessageSize:             maxMessageSize,
+			MaxMessageStreams:          4,
+		},
+		Logger: h.rtmpLog,
+	}
+}
+
+func (h *Hub) connClosed(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.tracked {
+		delete(h.conns, c)
+		h.connWG.Done()
+	}
+}
+
+// Shutdown stops accepting, ends every live broadcast (EndShutdown), disconnects
+// publishers and waits for consumers to return, or for ctx.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.shutdown = true
+	for _, ch := range h.channels {
+		if ch.live != nil {
+			h.endLocked(ch.live, EndShutdown, "server shutting down")
+		}
+		if ch.publisher != nil {
+			ch.publisher.kick("server shutting down")
+			ch.publisher = nil
+		}
+	}
+	for c := range h.conns {
+		c.Close()
+	}
+	h.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		h.connWG.Wait()
+		h.consumerWG.Wait()
+		h.events.wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("ingest shutdown: %w", ctx.Err())
+	}
+	// Consumers must return soon after their context is done.
+	h.cancel()
+	if err != nil {
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	return err
+}
+
+// TakeDown ends channel's live broadcast at once (EndTakenDown with reason),
+// disconnects its publisher and refuses publishes on it for ban (if positive).
+func (h *Hub) TakeDown(channelName, reason string, ban time.Duration) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch, ok := h.channels[channelName]
+	if !ok {
+		return fmt.Errorf("take down %q: no such channel", channelName)
+	}
+	if ban > 0 {
+		ch.banUntil = time.Now().Add(ban)
+		ch.banReason = reason
+	}
+	wasLive := ch.live != nil
+	if ch.live != nil {
+		h.endLocked(ch.live, EndTakenDown, reason)
+	}
+	if ch.publisher != nil {
+		ch.publisher.kick("taken down: " + reason)
+		ch.publisher = nil
+	}
+	h.log.Warn("channel taken down", "channel", ch.name, "reason", reason, "ban", ban, "was_live", wasLive)
+	return nil
+}
+
+// Unban lifts a ban set by TakeDown.
+func (h *Hub) Unban(channelName string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch, ok := h.channels[channelName]
+	if !ok {
+		return fmt.Errorf("unban %q: no such channel", channelName)
+	}
+	ch.banUntil, ch.banReason = time.Time{}, ""
+	h.log.Info("channel unbanned", "channel", ch.name)
+	return nil
+}
+
+// authorize decides a publish of key (and an optional channel named by the
+// publisher) and returns the channel to publish on. It returns a refusal on failure.
+func (h *Hub) authorize(ctx context.Context, app, wantChannel, key, remote string) (*channel, *refusal) {
+	if h.opts.AuthWebhook != "" {
+		name, err := h.callAuthWebhook(ctx, app, wantChannel, key, remote)
+		if err != nil {
+			return nil, &refusal{reason: "webhook", code: codeUnauthorized, desc: "publish refused by the auth service", logErr: err}
+		}
+		if name == "" {
+			name = wantChannel
+		}
+		if name == "" {
+			name = h.channelForKey(key)
+		}
+		if !ValidChannelName(name) {
+			return nil, &refusal{reason: "webhook", code: codeBadName, desc: "no valid channel for this stream key", logErr: fmt.Errorf("channel %q", name)}
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		ch := h.channels[name]
+		if ch == nil {
+			ch = &channel{name: name, dynamic: true}
+			h.channels[name] = ch
+		}
+		return ch, nil
+	}
+	name := h.channelForKey(key)
+	if name == "" || (wantChannel != "" && wantChannel != name) {
+		return nil, &refusal{reason: "bad_key", code: codeUnauthorized, desc: "invalid stream key"}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.channels[name], nil
+}
+
+// channelForKey finds the channel holding key. Every key of every channel is
+// compared in constant time so timing tells nothing about near misses.
+func (h *Hub) channelForKey(key string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	kb := []byte(key)
+	found := ""
+	for _, ch := range h.channels {
+		for _, k := range ch.keys {
+			if subtle.ConstantTimeCompare(k, kb) == 1 {
+				found = ch.name
+			}
+		}
+	}
+	return found
+}
+
+// claim makes s the publisher of ch, or says why not.
+func (h *Hub) claim(ch *channel, s *session) *refusal {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.shutdown {
+		return &refusal{reason: "shutdown", code: codeFailed, desc: "server is shutting down"}
+	}
+	if now := time.Now(); now.Before(ch.banUntil) {
+		left := ch.banUntil.Sub(now).Round(time.Second)
+		return &refusal{reason: "banned", code: codeUnauthorized,
+			desc: fmt.Sprintf("channel %s is banned for another %s: %s", ch.name, left, ch.banReason)}
+	}
+	if old := ch.publisher; old != nil {
+		if !h.opts.Takeover {
+			return &refusal{reason: "in_use", code: codeBadName, desc: fmt.Sprintf("channel %s is already being published", ch.name)}
+		}
+		h.log.Info("publisher taken over", "channel", ch.name, "old", old.remote, "new", s.remote)
+		if lb := ch.live; lb != nil && lb.owner.Load() == old {
+			h.detachLocked(lb)
+		}
+		old.kick("taken over by a new publisher")
+	}
+	ch.publisher = s
+	return nil
+}
+
+// release is called when s stops publishing ch. A clean stop ends the broadcast
+// at once; a dropped connection leaves it open for the grace period.
+func (h *Hub) release(ch *channel, s *session, clean bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ch.publisher == s {
+		ch.publisher = nil
+	}
+	lb := ch.live
+	if lb == nil || lb.owner.Load() != s {
+		return
+	}
+	if clean || h.opts.Grace < 0 {
+		h.endLocked(lb, EndStopped, "publisher stopped")
+		return
+	}
+	h.detachLocked(lb)
+}
+
+// detachLocked leaves lb without a publisher and starts its grace timer.
+func (h *Hub) detachLocked(lb *liveBroadcast) {
+	lb.owner.Store(nil)
+	if lb.grace != nil {
+		lb.grace.Stop()
+	}
+	grace := h.opts.Grace
+	h.log.Info("publisher gone, waiting for it to return", "channel", lb.b.Channel, "broadcast", lb.b.ID, "grace", grace)
+	lb.grace = time.AfterFunc(grace, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if !lb.ended.Load() && lb.owner.Load() == nil {
+			h.endLocked(lb, EndTimeout, fmt.Sprintf("publisher did not return within %s", grace))
+		}
+	})
+}
+
+// begin attaches s, whose tracks are now known, to ch: it continues the
+// broadcast in its grace period when the tracks match, or starts a new one.
+// It returns the broadcast and where s's timeline starts, or nil if s no longer owns ch.
+func (h *Hub) begin(ch *channel, s *session, tracks Tracks) (*liveBroadcast, time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ch.publisher != s || h.shutdown {
+		return nil, 0
+	}
+	if lb := ch.live; lb != nil {
+		if lb.owner.Load() == nil && tracks.Equal(lb.b.Tracks) {
+			if lb.grace != nil {
+				lb.grace.Stop()
+			}
+			lb.owner.Store(s)
+			h.log.Info("publisher returned, broadcast continues", "channel", ch.name, "broadcast", lb.b.ID)
+			return lb, time.Duration(lb.next.Load())
+		}
+		h.endLocked(lb, EndNewTracks, "publisher returned with different codec parameters")
+	}
+	b := &Broadcast{ID: newID(), Channel: ch.name, Tracks: tracks, Started: time.Now()}
+	lb := &liveBroadcast{b: b, ch: ch}
+	lb.owner.Store(s)
+	ch.live = lb
+	for _, c := range h.consumers {
+		f := NewFeed(h.opts.QueueSize, tracks)
+		lb.feeds = append(lb.feeds, f)
+		h.consumerWG.Add(1)
+		go h.runConsumer(c, b, f)
+	}
+	h.stats.broadcasts.Add(1)
+	h.log.Info("broadcast started", "channel", ch.name, "broadcast", b.ID, "tracks", tracks.String())
+	obs := append([]Observer(nil), h.observers...)
+	h.events.push(func() {
+		for _, o := range obs {
+			o.BroadcastStarted(b)
+		}
+	})
+	return lb, 0
+}
+
+func (h *Hub) runConsumer(c Consumer, b *Broadcast, f *Feed) {
+	defer h.consumerWG.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("consumer panicked", "channel", b.Channel, "broadcast", b.ID, "consumer", fmt.Sprintf("%T", c), "panic", r)
+		}
+	}()
+	c.Consume(h.ctx, b, f)
+}
+
+// endLocked ends lb for reason; its feeds drain and then report ErrEnded.
+func (h *Hub) endLocked(lb *liveBroadcast, reason EndReason, detail string) {
+	if lb.ended.Swap(true) {
+		return
+	}
+	lb.owner.Store(nil)
+	if lb.grace != nil {
+		lb.grace.Stop()
+	}
+	for _, f := range lb.feeds {
+		f.End()
+		h.stats.dropped.Add(f.Dropped())
+	}
+	if lb.ch.live == lb {
+		lb.ch.live = nil
+	}
+	h.stats.ended(reason)
+	h.log.Info("broadcast ended", "channel", lb.b.Channel, "broadcast", lb.b.ID, "reason", string(reason), "detail", detail,
+		"duration", time.Since(lb.b.Started).Round(time.Millisecond))
+	b := lb.b
+	obs := append([]Observer(nil), h.observers...)
+	h.events.push(func() {
+		for _, o := range obs {
+			o.BroadcastEnded(b, reason, detail)
+		}
+	})
+}
+
+// endFromSession ends lb on behalf of its publisher (e.g. a mid-stream codec change).
+func (h *Hub) endFromSession(lb *liveBroadcast, reason EndReason, detail string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.endLocked(lb, reason, detail)
+}
+
+// ChannelStatus is the public state of one channel, safe to show to viewers.
+type ChannelStatus struct {
+	Name        string       `json:"name"`
+	Live        bool         `json:"live"`
+	BroadcastID string       `json:"broadcast_id,omitempty"`
+	Video       *VideoStatus `json:"video,omitempty"`
+	Audio       *AudioStatus `json:"audio,omitempty"`
+	// Bitrate is the publisher's incoming rate in bits/s over the last few seconds.
+	Bitrate int64     `json:"bitrate"`
+	Since   time.Time `json:"since,omitempty"`
+	// PublisherConnected is false while a live broadcast waits out its grace period.
+	PublisherConnected bool      `json:"publisher_connected"`
+	BannedUntil        time.Time `json:"banned_until,omitempty"`
+	BanReason          string    `json:"ban_reason,omitempty"`
+}
+
+// VideoStatus describes a live video track.
+type VideoStatus struct {
+	Codec  Codec `json:"codec"`
+	Width  int   `json:"width"`
+	Height int   `json:"height"`
+}
+
+// AudioStatus describes a live audio track.
+type AudioStatus struct {
+	Codec      Codec `json:"codec"`
+	SampleRate int   `json:"sample_rate"`
+	Channels   int   `json:"channels"`
+}
+
+// Channels returns the status of every channel, sorted by name.
+func (h *Hub) Channels() []ChannelStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]ChannelStatus, 0, len(h.channels))
+	for _, ch := range h.channels {
+		out = append(out, h.statusLocked(ch))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Channel returns the status of one channel.
+func (h *Hub) Channel(name string) (ChannelStatus, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch, ok := h.channels[name]
+	if !ok {
+		return ChannelStatus{}, false
+	}
+	return h.statusLocked(ch), true
+}
+
+func (h *Hub) statusLocked(ch *channel) ChannelStatus {
+	st := ChannelStatus{Name: ch.name, PublisherConnected: ch.publisher != nil}
+	if time.Now().Before(ch.banUntil) {
+		st.BannedUntil, st.BanReason = ch.banUntil, ch.banReason
+	}
+	if lb := ch.live; lb != nil {
+		st.Live = true
+		st.BroadcastID = lb.b.ID
+		st.Since = lb.b.Started
+		if v := lb.b.Tracks.Video; v != nil {
+			st.Video = &VideoStatus{Codec: v.Codec, Width: v.Width, Height: v.Height}
+		}
+		if a := lb.b.Tracks.Audio; a != nil {
+			st.Audio = &AudioStatus{Codec: a.Codec, SampleRate: a.SampleRate, Channels: a.Channels}
+		}
+	}
+	if ch.publisher != nil {
+		st.Bitrate = ch.meter.rate(time.Now())
+	}
+	return st
+}
+
+// Equal reports whether t and u have the same codecs and codec parameters.
+func (t Tracks) Equal(u Tracks) bool {
+	switch {
+	case (t.Video == nil) != (u.Video == nil), (t.Audio == nil) != (u.Audio == nil):
+		return false
+	}
+	if t.Video != nil {
+		a, b := t.Video, u.Video
+		if a.Codec != b.Codec || string(a.VPS) != string(b.VPS) || string(a.SPS) != string(b.SPS) || string(a.PPS) != string(b.PPS) {
+			return false
+		}
+	}
+	if t.Audio != nil {
+		a, b := t.Audio, u.Audio
+		if a.Codec != b.Codec || string(a.Config) != string(b.Config) {
+			return false
+		}
+	}
+	return true
+}
+
+// String describes t for logs, e.g. "h264 1280x720 + aac 48000Hz 2ch".
+func (t Tracks) String() string {
+	s := ""
+	if v := t.Video; v != nil {
+		s = fmt.Sprintf("%s %dx%d", v.Codec, v.Width, v.Height)
+	}
+	if a := t.Audio; a != nil {
+		if s != "" {
+			s += " + "
+		}
+		s += fmt.Sprintf("%s %dHz %dch", a.Codec, a.SampleRate, a.Channels)
+	}
+	return s
+}
+
+// keyHash is how a stream key appears in logs: the first 8 hex digits of its SHA-256.
+func keyHash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:4])
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// eventQueue runs observer calls in order on a goroutine of its own, started
+// when there is work and gone when there is none, so the RTMP read path never waits.
+type eventQueue struct {
+	hub     *Hub
+	mu      sync.Mutex
+	q       []func()
+	running bool
+	wg      sync.WaitGroup
+}
+
+func (e *eventQueue) push(f func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.q = append(e.q, f)
+	if !e.running {
+		e.running = true
+		e.wg.Add(1)
+		go e.run()
+	}
+}
+
+func (e *eventQueue) run() {
+	defer e.wg.Done()
+	for {
+		e.mu.Lock()
+		if len(e.q) == 0 {
+			e.running = false
+			e.mu.Unlock()
+			return
+		}
+		f := e.q[0]
+		e.q = e.q[1:]
+		e.mu.Unlock()
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					e.hub.log.Error("observer panicked", "panic", r)
+				}
+			}()
+			f()
+		}()
+	}
+}
+
+func (e *eventQueue) wait() { e.wg.Wait() }

@@ -1,0 +1,140 @@
+package ingest
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// stats are the hub's counters for /metrics.
+type stats struct {
+	publishers atomic.Int64  // sessions currently publishing
+	bytes      atomic.Uint64 // media bytes received
+	broadcasts atomic.Uint64 // broadcasts started
+	dropped    atomic.Uint64 // units dropped by feeds of ended broadcasts
+	badTags    atomic.Uint64 // malformed tags dropped
+
+	mu      sync.Mutex
+	refused map[string]uint64
+	endedBy map[EndReason]uint64
+}
+
+func (s *stats) refuse(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refused[reason]++
+}
+
+func (s *stats) ended(r EndReason) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.endedBy == nil {
+		s.endedBy = make(map[EndReason]uint64)
+	}
+	s.endedBy[r]++
+}
+
+// WriteMetrics writes the hub's counters in the Prometheus text exposition format.
+func (h *Hub) WriteMetrics(w io.Writer) error {
+	h.mu.Lock()
+	live := 0
+	dropped := h.stats.dropped.Load()
+	for _, ch := range h.channels {
+		if lb := ch.live; lb != nil {
+			live++
+			for _, f := range lb.feeds {
+				dropped += f.Dropped()
+			}
+		}
+	}
+	h.mu.Unlock()
+
+	h.stats.mu.Lock()
+	refused := sortedKeys(h.stats.refused)
+	refusedN := make([]uint64, len(refused))
+	for i, k := range refused {
+		refusedN[i] = h.stats.refused[k]
+	}
+	ended := make(map[string]uint64, len(h.stats.endedBy))
+	for k, v := range h.stats.endedBy {
+		ended[string(k)] = v
+	}
+	h.stats.mu.Unlock()
+
+	var err error
+	p := func(format string, a ...any) {
+		if err == nil {
+			_, err = fmt.Fprintf(w, format, a...)
+		}
+	}
+	p("# HELP onair_ingest_active_publishers RTMP publishers currently publishing.\n# TYPE onair_ingest_active_publishers gauge\n")
+	p("onair_ingest_active_publishers %d\n", h.stats.publishers.Load())
+	p("# HELP onair_ingest_live_broadcasts Broadcasts currently open (including those in their grace period).\n# TYPE onair_ingest_live_broadcasts gauge\n")
+	p("onair_ingest_live_broadcasts %d\n", live)
+	p("# HELP onair_ingest_broadcasts_started_total Broadcasts started.\n# TYPE onair_ingest_broadcasts_started_total counter\n")
+	p("onair_ingest_broadcasts_started_total %d\n", h.stats.broadcasts.Load())
+	p("# HELP onair_ingest_broadcasts_ended_total Broadcasts ended, by reason.\n# TYPE onair_ingest_broadcasts_ended_total counter\n")
+	for _, k := range sortedKeys(ended) {
+		p("onair_ingest_broadcasts_ended_total{reason=%q} %d\n", k, ended[k])
+	}
+	p("# HELP onair_ingest_received_bytes_total Media bytes received from publishers.\n# TYPE onair_ingest_received_bytes_total counter\n")
+	p("onair_ingest_received_bytes_total %d\n", h.stats.bytes.Load())
+	p("# HELP onair_ingest_refused_publishes_total Refused connections and publishes, by reason.\n# TYPE onair_ingest_refused_publishes_total counter\n")
+	for i, k := range refused {
+		p("onair_ingest_refused_publishes_total{reason=%q} %d\n", k, refusedN[i])
+	}
+	p("# HELP onair_ingest_dropped_units_total Access units dropped because a consumer fell behind.\n# TYPE onair_ingest_dropped_units_total counter\n")
+	p("onair_ingest_dropped_units_total %d\n", dropped)
+	p("# HELP onair_ingest_malformed_tags_total Malformed audio/video tags dropped.\n# TYPE onair_ingest_malformed_tags_total counter\n")
+	p("onair_ingest_malformed_tags_total %d\n", h.stats.badTags.Load())
+	return err
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// rateMeter measures a byte rate over the last few whole seconds with a small
+// ring of per-second buckets: one lock and an add per message.
+type rateMeter struct {
+	mu      sync.Mutex
+	buckets [rateWindow + 1]struct {
+		sec   int64
+		bytes int64
+	}
+}
+
+const rateWindow = 4 // seconds averaged
+
+func (m *rateMeter) add(now time.Time, n int) {
+	sec := now.Unix()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b := &m.buckets[sec%int64(len(m.buckets))]
+	if b.sec != sec {
+		b.sec, b.bytes = sec, 0
+	}
+	b.bytes += int64(n)
+}
+
+// rate returns bits per second over the last rateWindow complete seconds.
+func (m *rateMeter) rate(now time.Time) int64 {
+	sec := now.Unix()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var total int64
+	for _, b := range m.buckets {
+		if b.sec < sec && b.sec >= sec-rateWindow {
+			total += b.bytes
+		}
+	}
+	return total * 8 / rateWindow
+}

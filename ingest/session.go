@@ -1,0 +1,532 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	amf0 "github.com/yutopp/go-amf0"
+	rtmp "github.com/yutopp/go-rtmp"
+	"github.com/yutopp/go-rtmp/message"
+)
+
+// RTMP onStatus codes used for refusals.
+const (
+	codeBadName      = "NetStream.Publish.BadName"
+	codeUnauthorized = "NetStream.Publish.Unauthorized"
+	codeFailed       = "NetStream.Publish.Failed"
+)
+
+// Bounds on what a publisher may send before its tracks are known.
+const (
+	startWaitMedia  = time.Second     // media span after which we start with what we have
+	startWaitWall   = 2 * time.Second // wall time after the first media, likewise
+	maxPendingUnits = 1024
+	maxPendingBytes = 16 << 20
+)
+
+// refusal is a refused publish: an RTMP status for the client and a reason for logs and metrics.
+type refusal struct {
+	reason string // metric label
+	code   string // RTMP status code
+	desc   string // RTMP status description, shown by clients
+	logErr error  // detail for the log only
+}
+
+type sessionState int
+
+const (
+	stateConnected sessionState = iota // connected, not publishing
+	stateDeciding                       // publishing, tracks not known yet
+	stateLive                           // feeding a broadcast
+	stateStopped                        // unpublished or refused
+)
+
+// session handles one RTMP connection: it authenticates the publish, parses tags,
+// decides the track set and feeds the broadcast. All its methods except kick run
+// on the connection's read goroutine.
+type session struct {
+	rtmp.DefaultHandler
+	hub    *Hub
+	c      *conn
+	rc     *rtmp.Conn
+	remote string
+
+	app      string
+	ch       *channel
+	keyHash  string
+	streamID uint32
+	state    sessionState
+	started  time.Time
+
+	// Deciding the track set.
+	meta         struct{ known, video, audio bool }
+	vcfg         *VideoTrack
+	acfg         *AudioTrack
+	lengthSize   int
+	pending      []pendingTag
+	pendingBytes int
+	firstMedia   time.Time
+
+	// Live.
+	lb     *liveBroadcast
+	tracks Tracks
+	tl     *timeline
+
+	badTagLogged bool
+	kicked       atomic.Bool
+}
+
+type pendingTag struct {
+	kind Kind
+	raw  uint32
+	recv time.Time
+	v    VideoTag
+	a    AudioTag
+	size int
+}
+
+func newSession(h *Hub, c *conn) *session {
+	return &session{hub: h, c: c, remote: c.nc.RemoteAddr().String(), lengthSize: 4}
+}
+
+func (s *session) logAttrs(args ...any) []any {
+	base := []any{"remote", s.remote}
+	if s.ch != nil {
+		base = append(base, "channel", s.ch.name)
+	}
+	return append(base, args...)
+}
+
+// kick disconnects the publisher from another goroutine (takedown, takeover, shutdown).
+func (s *session) kick(reason string) {
+	s.kicked.Store(true)
+	s.c.kill(reason)
+}
+
+// OnServe is called when the RTMP handshake is done.
+func (s *session) OnServe(c *rtmp.Conn) { s.rc = c }
+
+// OnConnect checks the application name.
+func (s *session) OnConnect(_ uint32, cmd *message.NetConnectionConnect) error {
+	app := cmd.Command.App
+	if i := strings.IndexByte(app, '?'); i >= 0 {
+		app = app[:i]
+	}
+	app = strings.Trim(app, "/")
+	s.app = app
+	if app != s.hub.opts.App {
+		s.hub.stats.refuse("unknown_app")
+		s.hub.log.Warn("rtmp connect refused: unknown app", s.logAttrs("app", app)...)
+		s.sendConnectError(fmt.Sprintf("unknown application %q", app))
+		return fmt.Errorf("unknown app %q", app)
+	}
+	return nil
+}
+
+// OnPublish authenticates the stream key and claims the channel.
+func (s *session) OnPublish(sctx *rtmp.StreamContext, _ uint32, cmd *message.NetStreamPublish) error {
+	if s.state != stateConnected {
+		return errors.New("publish twice on one connection")
+	}
+	s.streamID = sctx.StreamID
+	name := cmd.PublishingName
+	if i := strings.IndexByte(name, '?'); i >= 0 {
+		name = name[:i]
+	}
+	key, want := name, ""
+	if s.hub.opts.AuthWebhook != "" || s.hub.channelForKey(key) == "" {
+		// "channel/key" names the channel explicitly.
+		if i := strings.IndexByte(name, '/'); i >= 0 {
+			want, key = name[:i], name[i+1:]
+		}
+	}
+	s.keyHash = keyHash(key)
+	ch, ref := s.hub.authorize(s.hub.ctx, s.app, want, key, s.remote)
+	if ref == nil {
+		s.ch = ch
+		ref = s.hub.claim(ch, s)
+	}
+	if ref != nil {
+		s.hub.stats.refuse(ref.reason)
+		attrs := s.logAttrs("reason", ref.reason, "key_hash", s.keyHash, "status", ref.code, "detail", ref.desc)
+		if ref.logErr != nil {
+			attrs = append(attrs, "err", ref.logErr)
+		}
+		s.hub.log.Warn("rtmp publish refused", attrs...)
+		s.sendStatus(ref.code, "error", ref.desc)
+		s.state = stateStopped
+		s.c.setReason("publish refused: " + ref.reason)
+		return errors.New(ref.desc)
+	}
+	s.state = stateDeciding
+	s.started = time.Now()
+	s.c.setIdle(idleWhilePublish)
+	s.hub.stats.publishers.Add(1)
+	s.hub.log.Info("publisher connected", s.logAttrs("key_hash", s.keyHash)...)
+	return nil
+}
+
+// OnSetDataFrame reads onMetaData's codec hints.
+func (s *session) OnSetDataFrame(_ uint32, data *message.NetStreamSetDataFrame) error {
+	if s.state != stateDeciding {
+		return nil
+	}
+	v, a, ok := parseMetadataHints(data.Payload)
+	if ok {
+		s.meta.known, s.meta.video, s.meta.audio = true, v, a
+	}
+	return nil
+}
+
+// parseMetadataHints decodes "onMetaData", {…} and reports whether it announces video and audio.
+func parseMetadataHints(payload []byte) (video, audio, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	dec := amf0.NewDecoder(bytes.NewReader(payload))
+	var name string
+	if err := dec.Decode(&name); err != nil || name != "onMetaData" {
+		return false, false, false
+	}
+	var obj any
+	if err := dec.Decode(&obj); err != nil {
+		return false, false, false
+	}
+	var m map[string]any
+	switch o := obj.(type) {
+	case map[string]any:
+		m = o
+	case amf0.ECMAArray:
+		m = o
+	default:
+		return false, false, false
+	}
+	present := func(k string) bool {
+		switch v := m[k].(type) {
+		case float64:
+			return v != 0
+		case string:
+			return v != ""
+		}
+		return false
+	}
+	return present("videocodecid"), present("audiocodecid"), true
+}
+
+// OnFCUnpublish, OnDeleteStream and closeStream are a clean stop.
+func (s *session) OnFCUnpublish(uint32, *message.NetStreamFCUnpublish) error {
+	s.stop("FCUnpublish")
+	return nil
+}
+
+// OnDeleteStream ends the publish if it deletes the publishing stream.
+func (s *session) OnDeleteStream(_ uint32, cmd *message.NetStreamDeleteStream) error {
+	if cmd.StreamID == s.streamID {
+		s.stop("deleteStream")
+	}
+	return nil
+}
+
+// OnUnknownCommandMessage catches closeStream, which go-rtmp does not route.
+func (s *session) OnUnknownCommandMessage(_ uint32, cmd *message.CommandMessage) error {
+	if cmd.CommandName == "closeStream" {
+		s.stop("closeStream")
+	}
+	return nil
+}
+
+func (s *session) stop(how string) {
+	if s.state != stateDeciding && s.state != stateLive {
+		return
+	}
+	s.hub.log.Info("publisher stopped", s.logAttrs("by", how)...)
+	s.finish(true)
+	s.c.setIdle(idleBeforePublish)
+}
+
+// finish leaves the publishing state.
+func (s *session) finish(clean bool) {
+	s.hub.release(s.ch, s, clean)
+	s.hub.stats.publishers.Add(-1)
+	s.state = stateStopped
+	s.lb, s.pending, s.pendingBytes = nil, nil, 0
+}
+
+// OnClose runs once when the connection ends, for whatever reason.
+func (s *session) OnClose() {
+	reason := s.c.why()
+	if reason == "" {
+		reason = "connection closed"
+	}
+	if s.state == stateDeciding || s.state == stateLive {
+		s.hub.log.Info("publisher disconnected", s.logAttrs("reason", reason, "published", time.Since(s.started).Round(time.Millisecond))...)
+		s.finish(false)
+	} else {
+		s.hub.log.Debug("rtmp connection closed", s.logAttrs("reason", reason)...)
+	}
+}
+
+// OnVideo handles one video message.
+func (s *session) OnVideo(ts uint32, payload io.Reader) error {
+	return s.onMedia(KindVideo, ts, payload)
+}
+
+// OnAudio handles one audio message.
+func (s *session) OnAudio(ts uint32, payload io.Reader) error {
+	return s.onMedia(KindAudio, ts, payload)
+}
+
+func (s *session) onMedia(kind Kind, ts uint32, payload io.Reader) error {
+	if s.state != stateDeciding && s.state != stateLive {
+		return nil // media after unpublish, or on a non-publishing stream
+	}
+	now := time.Now()
+	b, err := io.ReadAll(io.LimitReader(payload, maxMessageSize+1))
+	if err != nil {
+		return fmt.Errorf("read media message: %w", err)
+	}
+	if len(b) > maxMessageSize {
+		return fmt.Errorf("media message over %d bytes", maxMessageSize)
+	}
+	s.hub.stats.bytes.Add(uint64(len(b)))
+	s.ch.meter.add(now, len(b))
+	if len(b) == 0 {
+		return nil
+	}
+	p := pendingTag{kind: kind, raw: ts, recv: now, size: len(b)}
+	if kind == KindVideo {
+		p.v, err = ParseVideoTag(b)
+	} else {
+		p.a, err = ParseAudioTag(b)
+	}
+	if err != nil {
+		var uc *UnsupportedCodecError
+		if errors.As(err, &uc) {
+			s.hub.stats.refuse("unsupported_codec")
+			s.hub.log.Warn("publisher disconnected: unsupported codec", s.logAttrs("codec", uc.Name, "kind", kindName(kind))...)
+			s.c.setReason(uc.Error())
+			return uc
+		}
+		s.hub.stats.badTags.Add(1)
+		if !s.badTagLogged {
+			s.badTagLogged = true
+			s.hub.log.Warn("malformed tag dropped (further ones counted, not logged)", s.logAttrs("kind", kindName(kind), "err", err)...)
+		}
+		return nil
+	}
+	switch {
+	case kind == KindVideo && p.v.Type == TagSequenceHeader:
+		return s.onVideoConfig(p.v)
+	case kind == KindAudio && p.a.Type == TagSequenceHeader:
+		return s.onAudioConfig(p.a.Config)
+	case kind == KindVideo && p.v.Type != TagFrame, kind == KindAudio && p.a.Type != TagFrame:
+		return nil
+	}
+	if s.state == stateDeciding {
+		return s.buffer(p)
+	}
+	s.forward(p)
+	return nil
+}
+
+func kindName(k Kind) string {
+	if k == KindAudio {
+		return "audio"
+	}
+	return "video"
+}
+
+func (s *session) onVideoConfig(t VideoTag) error {
+	if t.LengthSize != 0 {
+		s.lengthSize = t.LengthSize
+	}
+	if s.state == stateLive {
+		if s.tracks.Video != nil && sameVideo(s.tracks.Video, t.Config) {
+			return nil // encoders repeat sequence headers
+		}
+		s.restart("video codec parameters changed")
+	}
+	s.vcfg = t.Config
+	return s.maybeStart()
+}
+
+func (s *session) onAudioConfig(c *AudioTrack) error {
+	if s.state == stateLive {
+		if s.tracks.Audio != nil && s.tracks.Audio.Codec == c.Codec && bytes.Equal(s.tracks.Audio.Config, c.Config) {
+			return nil
+		}
+		s.restart("audio codec parameters changed")
+	}
+	s.acfg = c
+	return s.maybeStart()
+}
+
+func sameVideo(a, b *VideoTrack) bool {
+	return Tracks{Video: a}.Equal(Tracks{Video: b})
+}
+
+// restart ends the current broadcast because the publisher changed codec
+// parameters mid-stream, and goes back to deciding a new track set.
+func (s *session) restart(why string) {
+	s.hub.log.Info("codec parameters changed mid-stream: starting a new broadcast", s.logAttrs("why", why)...)
+	s.hub.endFromSession(s.lb, EndNewTracks, why)
+	s.meta.known, s.meta.video, s.meta.audio = true, s.tracks.Video != nil, s.tracks.Audio != nil
+	s.vcfg, s.acfg = s.tracks.Video, s.tracks.Audio
+	s.lb, s.tl, s.state = nil, nil, stateDeciding
+	s.firstMedia = time.Time{}
+}
+
+func (s *session) buffer(p pendingTag) error {
+	if s.firstMedia.IsZero() {
+		s.firstMedia = p.recv
+	}
+	if len(s.pending) >= maxPendingUnits || s.pendingBytes+p.size > maxPendingBytes {
+		if s.vcfg == nil && s.acfg == nil {
+			// Media without any sequence header is undecodable: keep only the newest.
+			s.hub.log.Warn("no sequence header yet: dropping buffered media", s.logAttrs("units", len(s.pending))...)
+			s.pending, s.pendingBytes = nil, 0
+		}
+	}
+	s.pending = append(s.pending, p)
+	s.pendingBytes += p.size
+	return s.maybeStart()
+}
+
+// maybeStart starts (or continues) the broadcast once the track set is known:
+// every expected sequence header has arrived, or we have waited long enough.
+func (s *session) maybeStart() error {
+	if s.state != stateDeciding || (s.vcfg == nil && s.acfg == nil) {
+		return nil
+	}
+	wantV, wantA := true, true
+	if s.meta.known {
+		wantV, wantA = s.meta.video, s.meta.audio
+	}
+	ready := (s.vcfg != nil || !wantV) && (s.acfg != nil || !wantA)
+	if !ready && len(s.pending) > 0 {
+		span := time.Duration(int32(s.pending[len(s.pending)-1].raw-s.pending[0].raw)) * time.Millisecond
+		ready = span >= startWaitMedia || time.Since(s.firstMedia) >= startWaitWall ||
+			len(s.pending) >= maxPendingUnits || s.pendingBytes >= maxPendingBytes
+	}
+	if !ready {
+		return nil
+	}
+	tracks := Tracks{Video: s.vcfg, Audio: s.acfg}
+	lb, base := s.hub.begin(s.ch, s, tracks)
+	if lb == nil {
+		return errors.New("channel no longer held by this publisher")
+	}
+	s.lb, s.tracks, s.state = lb, tracks, stateLive
+	s.tl = newTimeline(base)
+	// Anchor the timeline on the earliest usable buffered timestamp so that
+	// nothing lands before base (audio often starts slightly before video).
+	first := true
+	var minRaw uint32
+	for _, p := range s.pending {
+		if s.usable(p) && (first || int32(p.raw-minRaw) < 0) {
+			minRaw, first = p.raw, false
+		}
+	}
+	if !first {
+		s.tl.unwrap(minRaw)
+	}
+	pending := s.pending
+	s.pending, s.pendingBytes = nil, 0
+	for _, p := range pending {
+		s.forward(p)
+	}
+	return nil
+}
+
+// usable reports whether p belongs to a track of the broadcast.
+func (s *session) usable(p pendingTag) bool {
+	if p.kind == KindVideo {
+		return s.tracks.Video != nil && p.v.Codec == s.tracks.Video.Codec
+	}
+	return s.tracks.Audio != nil && p.a.Codec == s.tracks.Audio.Codec
+}
+
+// forward converts p to an access unit and queues it on every feed.
+func (s *session) forward(p pendingTag) {
+	lb := s.lb
+	if lb == nil || lb.owner.Load() != s || !s.usable(p) {
+		return
+	}
+	au := AccessUnit{Kind: p.kind, Received: p.recv}
+	if p.kind == KindVideo {
+		var err error
+		if p.v.Codec == CodecAV1 {
+			au.NALUs, err = SplitOBUs(p.v.Payload)
+			au.Key = p.v.Key
+		} else {
+			au.NALUs, err = SplitNALUs(p.v.Payload, s.lengthSize)
+			au.Key = IsKeyFrame(p.v.Codec, au.NALUs)
+		}
+		if err != nil || len(au.NALUs) == 0 {
+			s.hub.stats.badTags.Add(1)
+			if !s.badTagLogged {
+				s.badTagLogged = true
+				s.hub.log.Warn("malformed video frame dropped (further ones counted, not logged)", s.logAttrs("err", err)...)
+			}
+			return
+		}
+		au.DTS = s.tl.dts(KindVideo, p.raw)
+		au.PTS = au.DTS + time.Duration(p.v.CTS)*time.Millisecond
+	} else {
+		au.Frame = p.a.Payload
+		au.DTS = s.tl.dts(KindAudio, p.raw)
+		au.PTS = au.DTS
+	}
+	for _, f := range lb.feeds {
+		f.Push(au)
+	}
+	lb.next.Store(int64(s.tl.next()))
+}
+
+// sendStatus writes an onStatus on the publishing stream before go-rtmp's own
+// generic "Publish failed.", so clients show our code and description.
+func (s *session) sendStatus(code, level, desc string) {
+	body := &message.NetStreamOnStatus{InfoObject: message.NetStreamOnStatusInfoObject{
+		Level: message.NetStreamOnStatusLevel(level), Code: message.NetStreamOnStatusCode(code), Description: desc,
+	}}
+	s.writeCommand(s.streamID, "onStatus", 0, body)
+}
+
+// sendConnectError answers connect with our own _error before go-rtmp's generic one.
+func (s *session) sendConnectError(desc string) {
+	body := &message.NetConnectionConnectResult{
+		Properties: message.NetConnectionConnectResultProperties{FMSVer: "FMS/3,0,1,123", Capabilities: 31},
+		Information: message.NetConnectionConnectResultInformation{
+			Level: "error", Code: "NetConnection.Connect.Rejected", Description: desc,
+		},
+	}
+	s.writeCommand(0, "_error", 1, body)
+}
+
+func (s *session) writeCommand(streamID uint32, name string, tid int64, body message.AMFConvertible) {
+	if s.rc == nil {
+		return
+	}
+	buf := new(bytes.Buffer)
+	enc := message.NewAMFEncoder(buf, message.EncodingTypeAMF0)
+	if err := message.EncodeBodyAnyValues(enc, body); err != nil {
+		s.hub.log.Debug("encode rtmp status", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := s.rc.Write(ctx, 3, 0, &rtmp.ChunkMessage{StreamID: streamID, Message: &message.CommandMessage{
+		CommandName: name, TransactionID: tid, Encoding: message.EncodingTypeAMF0, Body: buf,
+	}})
+	if err != nil {
+		s.hub.log.Debug("write rtmp status", "err", err)
+	}
+}
