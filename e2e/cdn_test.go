@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// startEdge runs nginx with deploy/nginx's edge configuration in front of origin
+// (host:port) and returns the edge's base URL.
+func startEdge(t *testing.T, origin string) string {
+	t.Helper()
+	needTools(t, "nginx")
+	tmpl, err := os.ReadFile("../deploy/nginx/onair-edge.conf.template")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	edge := strings.NewReplacer(
+		"${ONAIR_ORIGIN}", origin,
+		"${EDGE_LISTEN}", fmt.Sprintf("127.0.0.1:%d", port),
+		"${EDGE_CACHE_DIR}", filepath.Join(dir, "cache"),
+	).Replace(string(tmpl))
+	os.WriteFile(filepath.Join(dir, "edge.conf"), []byte(edge), 0o644)
+	// A minimal nginx.conf around the edge block, as a distribution's would be.
+	main := fmt.Sprintf(`worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    include %[1]s/edge.conf;
+}
+`, dir)
+	if os.Getuid() == 0 {
+		main = "user root;\n" + main
+	}
+	conf := filepath.Join(dir, "nginx.conf")
+	os.WriteFile(conf, []byte(main), 0o644)
+	if out, err := exec.Command("nginx", "-t", "-p", dir, "-c", conf).CombinedOutput(); err != nil {
+		t.Fatalf("nginx rejects the edge configuration: %v\n%s", err, out)
+	}
+	cmd := exec.Command("nginx", "-p", dir, "-c", conf, "-g", "daemon off;")
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("nginx:\n%s%s", logs.String(), b)
+		}
+	})
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+var uriLine = regexp.MustCompile(`(?m)^[^#\s][^\s]*$`)
+
+// TestCDNEdge puts a real nginx cache in front of onair: players read the stream
+// through it, and many viewers asking for one object at once cost the origin one fetch.
+func TestCDNEdge(t *testing.T) {
+	needTools(t, "ffmpeg", "ffprobe", "nginx")
+	file := sharedSource(t, Source{Seconds: 14})
+	srv := StartServer(t)
+	edge := startEdge(t, strings.TrimPrefix(srv.HTTP, "http://"))
+	pub := Publish(t, file, srv.RTMP+"/"+srv.Key, false)
+	WaitHTTP(t, srv.HTTP+"/hls/main/index.m3u8", 10*time.Second)
+
+	// Find the newest complete segment through the edge.
+	_, mv := Get(t, edge+"/hls/main/index.m3u8")
+	media := uriLine.FindString(string(mv))
+	if media == "" {
+		t.Fatalf("no media playlist in the multivariant playlist:\n%s", mv)
+	}
+	_, pl := Get(t, edge+"/hls/main/"+media)
+	segs := uriLine.FindAllString(string(pl), -1)
+	if len(segs) == 0 {
+		t.Fatalf("no segment in the media playlist:\n%s", pl)
+	}
+	seg := edge + "/hls/main/" + segs[len(segs)-1]
+
+	// Twenty viewers at once: one origin fetch, identical bytes for all.
+	var wg sync.WaitGroup
+	status := make([]string, 20)
+	bodies := make([][]byte, 20)
+	for i := range status {
+		wg.Go(func() {
+			resp, body := Get(t, seg)
+			status[i], bodies[i] = resp.Header.Get("X-Cache-Status"), body
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("viewer %d: %s answered %d", i, seg, resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	misses := 0
+	for i, s := range status {
+		if s == "MISS" || s == "EXPIRED" || s == "" {
+			misses++
+		}
+		if !bytes.Equal(bodies[i], bodies[0]) || len(bodies[i]) == 0 {
+			t.Errorf("viewer %d got different bytes for one segment", i)
+		}
+	}
+	if misses > 1 {
+		t.Errorf("%d of 20 concurrent requests went to the origin (cache statuses %v), want 1", misses, status)
+	}
+	if resp, _ := Get(t, seg); resp.Header.Get("X-Cache-Status") != "HIT" {
+		t.Errorf("a later request for the segment was %q, want HIT", resp.Header.Get("X-Cache-Status"))
+	}
+
+	// A player reads the whole live stream through the edge.
+	video, _ := probeFrames(t, edge+"/hls/main/index.m3u8", 60*time.Second)
+	checkContinuous(t, "video through the edge", video, 1.0/30)
+	pub.Wait(30 * time.Second)
+}
