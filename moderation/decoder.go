@@ -1,0 +1,344 @@
+package moderation
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/onairhq/onair/ingest"
+)
+
+// ErrDecoderClosed is returned by Decode after the decoder's process has exited.
+var ErrDecoderClosed = errors.New("decoder closed")
+
+// rawPacketSize is the raw H.264/HEVC demuxer's read size (its raw_packet_size).
+const rawPacketSize = 1024
+
+// maxJPEG bounds one decoded frame; a larger one means the output is garbage.
+const maxJPEG = 16 << 20
+
+// Decoder turns keyframes of one broadcast into JPEG images with one
+// long-lived ffmpeg process: starting ffmpeg per frame costs far more than
+// decoding one intra frame. Frames are decoded one at a time: Decode writes a
+// keyframe and waits for exactly one image, so input and output never drift
+// apart. A Decoder is not safe for concurrent use.
+type Decoder struct {
+	cmd    *exec.Cmd
+	stdin  *os.File
+	sent   int64       // bytes written to stdin
+	frames chan []byte // images read off stdout, in order
+	done   chan struct{}
+	stderr *tailBuffer
+	err    error // why the reader stopped; set before done is closed
+	once   sync.Once
+}
+
+// DecoderOptions configures a Decoder.
+type DecoderOptions struct {
+	// FFmpegPath is the ffmpeg executable (default "ffmpeg").
+	FFmpegPath string
+	// Codec is the video codec: ingest.CodecH264 or ingest.CodecHEVC.
+	Codec ingest.Codec
+	// MaxWidth scales wider frames down, keeping the aspect ratio (0: keep size).
+	MaxWidth int
+	// Quality is the JPEG qscale, 2 (best) to 31 (default 4).
+	Quality int
+}
+
+// StartDecoder starts an ffmpeg process decoding keyframes of the given codec.
+func StartDecoder(opts DecoderOptions) (*Decoder, error) {
+	if opts.FFmpegPath == "" {
+		opts.FFmpegPath = "ffmpeg"
+	}
+	if opts.Quality == 0 {
+		opts.Quality = 4
+	}
+	var demuxer string
+	switch opts.Codec {
+	case ingest.CodecH264:
+		demuxer = "h264"
+	case ingest.CodecHEVC:
+		demuxer = "hevc"
+	default:
+		return nil, fmt.Errorf("starting decoder: codec %q is not supported", opts.Codec)
+	}
+	args := []string{
+		"-hide_banner", "-nostdin", "-loglevel", "error",
+		// Start decoding from the first bytes: the parameter sets lead every
+		// keyframe, so there is nothing to learn by probing ahead. Not
+		// "-fflags nobuffer": it throws away the frame read while probing.
+		"-flags", "low_delay", "-probesize", "32", "-analyzeduration", "0",
+		// One thread: frame threading holds frames back by one per thread, and
+		// an intra frame every few seconds needs no parallelism.
+		"-threads", "1",
+		"-f", demuxer, "-i", "pipe:0",
+		"-an", "-sn", "-dn",
+		"-fps_mode", "passthrough",
+	}
+	if opts.MaxWidth > 0 {
+		args = append(args, "-vf", fmt.Sprintf("scale='min(%d,iw)':-2", opts.MaxWidth))
+	}
+	args = append(args,
+		"-threads", "1", "-c:v", "mjpeg", "-q:v", strconv.Itoa(opts.Quality),
+		"-flush_packets", "1", "-f", "image2pipe", "pipe:1")
+
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting decoder: %w", err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, fmt.Errorf("starting decoder: %w", err)
+	}
+	d := &Decoder{
+		stdin:  inW,
+		frames: make(chan []byte, 1),
+		done:   make(chan struct{}),
+		stderr: &tailBuffer{max: 2048},
+	}
+	d.cmd = exec.Command(opts.FFmpegPath, args...)
+	d.cmd.Stdin = inR
+	d.cmd.Stdout = outW
+	d.cmd.Stderr = d.stderr
+	err = d.cmd.Start()
+	// The child holds its own copies of these ends now.
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		return nil, fmt.Errorf("starting decoder %s: %w", opts.FFmpegPath, err)
+	}
+	go d.read(outR)
+	return d, nil
+}
+
+// PID returns the ffmpeg process id.
+func (d *Decoder) PID() int { return d.cmd.Process.Pid }
+
+// read splits ffmpeg's output into JPEG images until it ends; it is owned by
+// the Decoder and stops when the process's stdout closes (Close kills it).
+func (d *Decoder) read(r *os.File) {
+	defer r.Close()
+	br := bufio.NewReaderSize(r, 64<<10)
+	var err error
+	for {
+		var img []byte
+		img, err = readJPEG(br)
+		if err != nil {
+			break
+		}
+		select {
+		case d.frames <- img:
+		case <-d.done:
+		}
+	}
+	// Reap the process so that no zombie is left and its exit status is known.
+	werr := d.cmd.Wait()
+	if errors.Is(err, io.EOF) {
+		err = ErrDecoderClosed
+	}
+	if werr != nil {
+		err = fmt.Errorf("%w: ffmpeg %v: %s", err, werr, d.stderr.String())
+	}
+	d.err = err
+	d.once.Do(func() { close(d.done) })
+}
+
+// Decode writes one keyframe (a self-contained Annex-B access unit) and returns
+// its JPEG image. On a timeout or error the decoder's state is unknown: Close it
+// and start another.
+func (d *Decoder) Decode(ctx context.Context, annexB []byte) ([]byte, error) {
+	if deadline, ok := ctx.Deadline(); ok {
+		d.stdin.SetWriteDeadline(deadline)
+	} else {
+		d.stdin.SetWriteDeadline(time.Time{})
+	}
+	// The raw demuxer reads its input in 1 KiB packets and waits for a full
+	// one; zero padding (allowed after a NAL unit) up to the next boundary
+	// makes it take the whole keyframe now.
+	pad := (rawPacketSize - (d.sent+int64(len(annexB)))%rawPacketSize) % rawPacketSize
+	buf := make([]byte, len(annexB)+int(pad))
+	copy(buf, annexB)
+	n, err := d.stdin.Write(buf)
+	d.sent += int64(n)
+	if err != nil {
+		select {
+		case <-d.done:
+			return nil, fmt.Errorf("writing keyframe to decoder: %w", d.err)
+		default:
+		}
+		return nil, fmt.Errorf("writing keyframe to decoder: %w", err)
+	}
+	select {
+	case img := <-d.frames:
+		return img, nil
+	case <-d.done:
+		// A frame may have raced the exit.
+		select {
+		case img := <-d.frames:
+			return img, nil
+		default:
+		}
+		return nil, fmt.Errorf("decoding keyframe: %w", d.err)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("decoding keyframe: %w", ctx.Err())
+	}
+}
+
+// Close kills the ffmpeg process and waits until it has exited.
+func (d *Decoder) Close() error {
+	d.stdin.Close()
+	select {
+	case <-d.done:
+		return nil
+	case <-time.After(200 * time.Millisecond):
+	}
+	// ffmpeg ends by itself on end of input once it flushes; don't wait long for it.
+	d.cmd.Process.Kill()
+	<-d.done
+	return nil
+}
+
+// Done is closed once the ffmpeg process has exited and been reaped.
+func (d *Decoder) Done() <-chan struct{} { return d.done }
+
+// readJPEG reads one JPEG image (SOI to EOI) from r, walking its segments so
+// that bytes inside headers are never mistaken for markers.
+func readJPEG(r *bufio.Reader) ([]byte, error) {
+	var buf bytes.Buffer
+	// Skip anything before SOI (there should be nothing).
+	for {
+		b, err := r.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		if b != 0xff {
+			continue
+		}
+		b2, err := r.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		if b2 == 0xd8 {
+			break
+		}
+		r.UnreadByte()
+	}
+	buf.Write([]byte{0xff, 0xd8})
+	next := -1 // a marker already read while scanning entropy-coded data
+	for {
+		if buf.Len() > maxJPEG {
+			return nil, errors.New("reading JPEG: image too large")
+		}
+		var m byte
+		if next >= 0 {
+			m, next = byte(next), -1
+		} else {
+			b, err := r.ReadByte()
+			if err != nil {
+				return nil, noEOF(err)
+			}
+			if b != 0xff {
+				return nil, fmt.Errorf("reading JPEG: expected a marker, got %#x", b)
+			}
+			if m, err = r.ReadByte(); err != nil {
+				return nil, noEOF(err)
+			}
+			for m == 0xff { // fill bytes
+				if m, err = r.ReadByte(); err != nil {
+					return nil, noEOF(err)
+				}
+			}
+		}
+		buf.Write([]byte{0xff, m})
+		switch {
+		case m == 0xd9: // EOI
+			return buf.Bytes(), nil
+		case m >= 0xd0 && m <= 0xd7, m == 0x01: // markers without a length
+			continue
+		}
+		var l [2]byte
+		if _, err := io.ReadFull(r, l[:]); err != nil {
+			return nil, noEOF(err)
+		}
+		buf.Write(l[:])
+		n := int(l[0])<<8 | int(l[1])
+		if n < 2 {
+			return nil, fmt.Errorf("reading JPEG: bad segment length %d", n)
+		}
+		if _, err := io.CopyN(&buf, r, int64(n-2)); err != nil {
+			return nil, noEOF(err)
+		}
+		if m != 0xda { // only SOS is followed by entropy-coded data
+			continue
+		}
+		// Copy entropy-coded data up to the next marker that is not a
+		// stuffed 0xff00 or a restart marker.
+		for next < 0 {
+			b, err := r.ReadByte()
+			if err != nil {
+				return nil, noEOF(err)
+			}
+			if b != 0xff {
+				buf.WriteByte(b)
+				continue
+			}
+			m, err := r.ReadByte()
+			if err != nil {
+				return nil, noEOF(err)
+			}
+			for m == 0xff {
+				if m, err = r.ReadByte(); err != nil {
+					return nil, noEOF(err)
+				}
+			}
+			if m == 0x00 || (m >= 0xd0 && m <= 0xd7) {
+				buf.WriteByte(b)
+				buf.WriteByte(m)
+				continue
+			}
+			next = int(m)
+		}
+	}
+}
+
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// tailBuffer keeps the last bytes written to it, for error messages.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(bytes.TrimSpace(t.b))
+}
