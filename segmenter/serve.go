@@ -522,8 +522,10 @@ func (st *stream) snapshot() (map[string]*object, uint64) {
 // and waits for those calls to return.
 func (st *stream) closeMuxer() {
 	st.wmu.Lock()
-	st.muxClosed = true
-	st.mux.Close()
+	if !st.muxClosed { // gohlslib's Close is not idempotent
+		st.muxClosed = true
+		st.mux.Close()
+	}
 	st.wmu.Unlock()
 	st.wg.Wait()
 }

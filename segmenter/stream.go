@@ -60,20 +60,22 @@ type stream struct {
 // writer is the muxing side of a stream: it turns access units into gohlslib
 // writes and remembers what it needs to flush the last segment at the end.
 type writer struct {
-	started  bool // first video keyframe (or first audio frame, audio-only) written
-	dts      *h264.DTSExtractor
-	dts265   *h265.DTSExtractor
-	dtsOff   int64 // extracted DTS minus RTMP DTS, in 90 kHz ticks, once known
-	dtsOffOK bool
-	mismatch bool // logged once per broadcast
+	started bool // first video keyframe (or first audio frame, audio-only) written
+	dts     *h264.DTSExtractor
+	dts265  *h265.DTSExtractor
+	frames  int  // video frames since the extractor started
+	warned  bool // DTS disagreement logged once per broadcast
 
-	segStart   time.Duration // DTS where gohlslib's current segment starts (mirrors its rule)
-	lastKeyDTS time.Duration
-	haveKey    bool
-	lastVideo  ingest.AccessUnit // last keyframe, re-sent at the end to close the segment
-	lastVDTS   time.Duration
-	lastVPTS   time.Duration // highest PTS written
-	frameDur   time.Duration
+	// gohlslib cuts a segment at a keyframe whose bitstream-derived DTS is at
+	// least SegmentDuration after the segment's start; these mirror that, in
+	// 90 kHz ticks of the same DTS, so the end can close the last segment.
+	segStart  int64
+	lastDTS   int64
+	lastPTS   int64 // highest PTS written
+	frameDur  int64
+	haveKey   bool
+	lastKeyTs time.Duration // RTMP DTS of the last keyframe, for keyframe intervals
+	lastKey   [][]byte      // last keyframe, re-sent at the end to close the segment
 
 	audioNext     int64 // next AAC timestamp in samples, once started
 	audioSegStart int64 // audio-only: where gohlslib's current segment starts
@@ -222,18 +224,18 @@ func (st *stream) writeVideo(au ingest.AccessUnit) error {
 			return nil // gohlslib drops these too; a player could not decode them
 		}
 		w.started = true
-		w.segStart = au.DTS
 	}
 	nalus := st.withParameterSets(au)
 	pts := ticks(au.PTS, 90000)
 
-	if err := st.checkDTS(au, nalus, pts); err != nil {
+	dts, err := st.checkDTS(au, nalus, pts)
+	if err != nil {
 		return err
 	}
-
+	minSeg := ticks(st.seg.opts.SegmentDuration, 90000)
 	if au.Key {
-		gap := au.DTS - w.lastKeyDTS
 		if w.haveKey {
+			gap := au.DTS - w.lastKeyTs
 			st.mu.Lock()
 			st.maxKeyGap = max(st.maxKeyGap, gap)
 			if gap < st.seg.opts.SegmentDuration {
@@ -241,30 +243,32 @@ func (st *stream) writeVideo(au ingest.AccessUnit) error {
 			}
 			st.mu.Unlock()
 		}
-		if w.haveKey && au.DTS-w.segStart >= st.seg.opts.SegmentDuration {
-			w.segStart = au.DTS
+		if !w.haveKey || dts-w.segStart >= minSeg {
+			w.segStart = dts
 		}
-		w.haveKey, w.lastKeyDTS = true, au.DTS
-		w.lastVideo = au
-		w.lastVideo.NALUs = nalus
+		w.haveKey, w.lastKeyTs, w.lastKey = true, au.DTS, nalus
 	}
-	if w.lastVDTS != 0 && au.DTS > w.lastVDTS {
-		w.frameDur = au.DTS - w.lastVDTS
+	if w.frames > 1 && dts > w.lastDTS {
+		w.frameDur = dts - w.lastDTS
 	}
-	w.lastVDTS = au.DTS
-	w.lastVPTS = max(w.lastVPTS, au.PTS)
+	w.lastDTS = dts
+	w.lastPTS = max(w.lastPTS, pts)
 
-	var err error
+	if err := st.writeVideoMux(pts, nalus); err != nil {
+		return fmt.Errorf("muxing video frame at DTS %v: %w", au.DTS, err)
+	}
+	return nil
+}
+
+func (st *stream) writeVideoMux(pts int64, nalus [][]byte) error {
+	ntp := st.b.Started.Add(time.Duration(pts) * time.Second / 90000)
 	switch st.video.Codec.(type) {
 	case *codecs.H264:
-		err = st.mux.WriteH264(st.video, st.ntp(au.PTS), pts, nalus)
+		return st.mux.WriteH264(st.video, ntp, pts, nalus)
 	case *codecs.H265:
-		err = st.mux.WriteH265(st.video, st.ntp(au.PTS), pts, nalus)
+		return st.mux.WriteH265(st.video, ntp, pts, nalus)
 	case *codecs.AV1:
-		err = st.mux.WriteAV1(st.video, st.ntp(au.PTS), pts, nalus)
-	}
-	if err != nil {
-		return fmt.Errorf("muxing video frame at DTS %v: %w", au.DTS, err)
+		return st.mux.WriteAV1(st.video, ntp, pts, nalus)
 	}
 	return nil
 }
@@ -301,13 +305,22 @@ func (st *stream) withParameterSets(au ingest.AccessUnit) [][]byte {
 	return append(out, au.NALUs...)
 }
 
-// checkDTS runs the same DTS extractor gohlslib runs inside WriteH264/H265
-// beside it and compares its answer with RTMP's DTS. They must differ by a
-// constant: then gohlslib's decode timeline is RTMP's, shifted, and since it
-// writes each sample's presentation offset as PTS minus its own DTS, every
-// PTS comes out exact. An extractor error is returned: gohlslib would refuse
-// the same frame.
-func (st *stream) checkDTS(au ingest.AccessUnit, nalus [][]byte, pts int64) error {
+// dtsTolerance is how far the bitstream-derived DTS may stray from RTMP's:
+// RTMP timestamps are whole milliseconds, the extractor interpolates.
+const dtsTolerance = 90 // 1 ms at 90 kHz
+
+// dtsWarmup is how many frames the extractor needs before it has learned the
+// stream's reorder depth: until then it places DTS later than RTMP does (the
+// first keyframe at its PTS), always monotonic and never past the PTS.
+const dtsWarmup = 16
+
+// checkDTS runs the same DTS extractor gohlslib runs inside WriteH264/H265,
+// on the same input, and compares its answer with RTMP's DTS. gohlslib writes
+// each sample's composition offset as PTS minus this DTS, so presentation
+// times come out exact either way; a disagreement past the warm-up only moves
+// decode times and is logged and counted. An extractor error is returned:
+// gohlslib would refuse the same frame.
+func (st *stream) checkDTS(au ingest.AccessUnit, nalus [][]byte, pts int64) (int64, error) {
 	w := &st.w
 	var dts int64
 	var err error
@@ -325,25 +338,35 @@ func (st *stream) checkDTS(au ingest.AccessUnit, nalus [][]byte, pts int64) erro
 		}
 		dts, err = w.dts265.Extract(nalus, pts)
 	default:
-		return nil
+		return pts, nil // AV1 has no reordering
 	}
 	if err != nil {
-		return fmt.Errorf("deriving DTS from the bitstream at RTMP DTS %v: %w", au.DTS, err)
+		return 0, fmt.Errorf("deriving DTS from the bitstream at RTMP DTS %v: %w", au.DTS, err)
 	}
-	off := dts - ticks(au.DTS, 90000)
-	if !w.dtsOffOK {
-		w.dtsOff, w.dtsOffOK = off, true
-		return nil
-	}
-	if off != w.dtsOff {
+	w.frames++
+	if diff := dts - ticks(au.DTS, 90000); w.frames > dtsWarmup && abs(diff) > dtsTolerance {
 		st.seg.metrics.dtsMismatch.Add(1)
-		if !w.mismatch {
-			w.mismatch = true
+		if !w.warned {
+			w.warned = true
 			st.log.Warn("bitstream DTS disagrees with RTMP DTS; presentation times stay exact",
-				"rtmp_dts", au.DTS, "offset_ticks", w.dtsOff, "now_ticks", off)
+				"rtmp_dts", au.DTS, "diff_ms", float64(diff)/90)
 		}
 	}
-	return nil
+	return dts, nil
+}
+
+// simulateDTS returns the DTS the extractor would give a frame, without
+// changing its state.
+func (st *stream) simulateDTS(nalus [][]byte, pts int64) (int64, error) {
+	switch {
+	case st.w.dts != nil:
+		cp := *st.w.dts
+		return cp.Extract(nalus, pts)
+	case st.w.dts265 != nil:
+		cp := *st.w.dts265
+		return cp.Extract(nalus, pts)
+	}
+	return pts, nil
 }
 
 func (st *stream) writeAudio(au ingest.AccessUnit) error {
@@ -422,21 +445,21 @@ func (st *stream) flushInner() error {
 	}
 	fd := w.frameDur
 	if fd <= 0 {
-		fd = 33 * time.Millisecond
+		fd = 3000 // 30 fps
 	}
-	dts := max(w.lastVDTS+fd, w.segStart+st.seg.opts.SegmentDuration)
-	pts := max(dts, w.lastVPTS+fd) // past every PTS so far
-	au := ingest.AccessUnit{Kind: ingest.KindVideo, Key: true, DTS: dts, PTS: pts, NALUs: w.lastVideo.NALUs}
-	if err := st.checkDTS(au, au.NALUs, ticks(pts, 90000)); err != nil {
-		return err
+	want := max(w.lastDTS+fd, w.segStart+ticks(st.seg.opts.SegmentDuration, 90000))
+	// The extractor decides the keyframe's DTS from its PTS; find a PTS that
+	// lands it at or past want (the frame itself is never published).
+	pts := max(want, w.lastPTS+fd)
+	for range 32 {
+		dts, err := st.simulateDTS(w.lastKey, pts)
+		if err != nil {
+			return err
+		}
+		if dts >= want {
+			break
+		}
+		pts += 2*(want-dts) + 1
 	}
-	switch st.video.Codec.(type) {
-	case *codecs.H264:
-		return st.mux.WriteH264(st.video, st.ntp(pts), ticks(pts, 90000), au.NALUs)
-	case *codecs.H265:
-		return st.mux.WriteH265(st.video, st.ntp(pts), ticks(pts, 90000), au.NALUs)
-	case *codecs.AV1:
-		return st.mux.WriteAV1(st.video, st.ntp(pts), ticks(pts, 90000), au.NALUs)
-	}
-	return nil
+	return st.writeVideoMux(pts, w.lastKey)
 }
