@@ -209,16 +209,13 @@ func (b *RedisBus) resync() {
 func (b *RedisBus) receiveLoop() {
 	wait := 100 * time.Millisecond
 	for {
-		msg, err := b.ps.ReceiveTimeout(b.ctx, 5*time.Second)
+		msg, err := b.ps.Receive(b.ctx)
 		if b.ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			var nerr interface{ Timeout() bool }
-			if errors.As(err, &nerr) && nerr.Timeout() {
-				continue // idle
-			}
-			b.setUp(false, err)
+			// Reachability is the health loop's call; here we only pace reconnects.
+			b.log.Debug("chat: redis pub/sub receive failed", "node", b.node, "err", err)
 			select {
 			case <-b.ctx.Done():
 				return

@@ -1,0 +1,110 @@
+package chat
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// twoNodes starts two servers sharing the Redis at url.
+func twoNodes(t *testing.T, url string, o Options) (*node, *node, *RedisBus, *RedisBus) {
+	t.Helper()
+	ba := newRedisBus(t, url, "node-a-"+t.Name())
+	bb := newRedisBus(t, url, "node-b-"+t.Name())
+	oa, ob := o, o
+	oa.Bus, ob.Bus = ba, bb
+	return startNode(t, oa), startNode(t, ob), ba, bb
+}
+
+func TestRedisTwoNodes(t *testing.T) {
+	o := testOptions()
+	o.ConnMessages, o.IPMessages = 1000, 1000
+	a, b, _, _ := twoNodes(t, testRedisURL, o)
+	room := uniqueRoom(t)
+
+	ca, _ := join(t, a, room, "10.1.0.1", "alice")
+	cb, bid := join(t, b, room, "10.1.0.2", "bob")
+	const n = 200
+	for i := 0; i < n; i++ {
+		ca.write(map[string]any{"type": "send", "text": fmt.Sprint(i)})
+	}
+	// Every message arrives on B in order, with consecutive sequence numbers.
+	var first float64
+	for i := 0; i < n; i++ {
+		m := cb.next("msg")
+		if m["text"] != fmt.Sprint(i) {
+			t.Fatalf("message %d: got %v", i, m)
+		}
+		if i == 0 {
+			first = m["seq"].(float64)
+		} else if m["seq"].(float64) != first+float64(i) {
+			t.Fatalf("seq %v, want %v", m["seq"], first+float64(i))
+		}
+	}
+
+	// History on join, from the node that did not accept the messages.
+	late := dial(t, b, room, "10.1.0.3", "")
+	h := late.next("welcome")["history"].([]any)
+	if len(h) != 50 || h[49].(map[string]any)["text"] != fmt.Sprint(n-1) {
+		t.Fatalf("history has %d entries", len(h))
+	}
+
+	// Viewer count summed across nodes: 1 on A + 2 on B.
+	waitFor(t, "viewer count 3 on both nodes", func() bool {
+		return a.srv.ViewerCount(room) == 3 && b.srv.ViewerCount(room) == 3
+	})
+	// A node that dies without withdrawing its share: its count expires.
+	ghost := newRedisBus(t, testRedisURL, "ghost-"+t.Name())
+	if _, err := ghost.Presence(context.Background(), room, 10); err != nil {
+		t.Fatal(err)
+	}
+	ghost.Close()
+	waitFor(t, "ghost's 10 viewers counted", func() bool { return b.srv.ViewerCount(room) == 13 })
+	waitFor(t, "ghost's share expired", func() bool { return b.srv.ViewerCount(room) == 3 })
+
+	// A ban issued on A is enforced on B.
+	mod := dial(t, a, room, "10.1.0.9", "name=mod&token=admin-token")
+	mod.next("welcome")
+	cb.write(map[string]any{"type": "send", "text": "bad"})
+	for ca.next("msg")["text"] != "bad" {
+	}
+	mod.write(map[string]any{"type": "ban", "user": bid, "reason": "abuse"})
+	if ev := ca.next("ban"); ev["user"] != bid {
+		t.Fatalf("got %v", ev)
+	}
+	if code := cb.closeCode(); code != closeBanned {
+		t.Fatalf("banned user close code %d", code)
+	}
+	again, err := tryDial(b, room, "10.1.0.2", "name=bob2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.t = t
+	if code := again.closeCode(); code != closeBanned {
+		t.Fatalf("reconnect on B close code %d", code)
+	}
+	// A time-out on B is enforced on A for a user who never posted on B.
+	ca2, ca2id := join(t, a, room, "10.1.0.4", "carol")
+	ca2.write(map[string]any{"type": "send", "text": "hi"})
+	ca2.next("msg")
+	modB := dial(t, b, room, "10.1.0.8", "name=modb&token=admin-token")
+	modB.next("welcome")
+	modB.write(map[string]any{"type": "timeout", "user": ca2id, "seconds": 30})
+	ca2.next("timeout")
+	ca2.write(map[string]any{"type": "send", "text": "hi again"})
+	if e := ca2.next("error"); e["code"] != codeTimedOut {
+		t.Fatalf("got %v", e)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
