@@ -211,6 +211,7 @@ export class ChatView {
       this.token = "";
       storageSet(sessionStorage, modTokenKey(this.channel), "");
       this.setMod(false);
+      if (this.name) this.joinNow(); // join as a plain viewer instead
     }
     if (ev.code === "bad_name" || ev.code === "reserved_name" || ev.code === "name_required") {
       this.showNameForm(true);
