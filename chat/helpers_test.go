@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,9 +37,10 @@ func testOptions() Options {
 }
 
 type node struct {
-	srv *Server
-	hs  *httptest.Server
-	url string
+	srv  *Server
+	hs   *httptest.Server
+	url  string
+	stop func() // idempotent; also run at cleanup
 }
 
 func startNode(t *testing.T, o Options) *node {
@@ -48,14 +50,18 @@ func startNode(t *testing.T, o Options) *node {
 	mux.Handle("/chat/{channel}", s)
 	hs := httptest.NewServer(mux)
 	n := &node{srv: s, hs: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/chat/"}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		hs.Close()
-	})
+	var once sync.Once
+	n.stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := s.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+			hs.Close()
+		})
+	}
+	t.Cleanup(n.stop)
 	return n
 }
 

@@ -479,3 +479,11 @@ func (b *RedisBus) Close() error {
 	}
 	return wrapf(err, "chat: closing redis bus")
 }
+
+// QuietRedisLogger drops go-redis's own log lines (it logs every failed dial). RedisBus logs an
+// outage once itself. go-redis's logger is process-wide, so main installs it:
+// redis.SetLogger(chat.QuietRedisLogger{}).
+type QuietRedisLogger struct{}
+
+// Printf implements go-redis's internal logging interface.
+func (QuietRedisLogger) Printf(context.Context, string, ...any) {}
