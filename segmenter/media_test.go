@@ -201,3 +201,22 @@ func publish(t testing.TB, seg *Segmenter, channel string, c *clip, paced bool) 
 	}()
 	return done, b
 }
+
+// publishStalled feeds c and then neither ends the feed nor sends more, like a
+// publisher that dropped and has not come back yet.
+func publishStalled(t testing.TB, seg *Segmenter, channel string, c *clip) (chan struct{}, *ingest.Broadcast) {
+	t.Helper()
+	b := &ingest.Broadcast{ID: channel + "-stalled", Channel: channel, Tracks: c.tracks, Started: time.Now()}
+	feed := ingest.NewFeed(len(c.aus)+1, c.tracks)
+	for _, au := range c.aus {
+		feed.Push(au)
+	}
+	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer close(done)
+		seg.Consume(ctx, b, feed)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return done, b
+}

@@ -129,8 +129,15 @@ func (st *stream) get(ctx context.Context, rq request) (*object, error) {
 		return st.getFinal(rq)
 	}
 	obj, err := st.getLive(ctx, rq)
-	if errors.Is(err, errEnded) {
-		return st.getFinal(rq)
+	if err != nil && !errors.Is(err, errBadRequest) {
+		// The stream may have ended while the request waited (closing the
+		// muxer fails what was waiting in it): serve the final copy instead.
+		st.mu.Lock()
+		ended, closed := st.ended, st.closed
+		st.mu.Unlock()
+		if ended && !closed {
+			return st.getFinal(rq)
+		}
 	}
 	return obj, err
 }
@@ -402,9 +409,6 @@ func (st *stream) rewriteMedia(pl []byte, ended bool) ([]byte, error) {
 			fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n", pinned)
 			continue
 		case strings.HasPrefix(l, "#EXT-X-SERVER-CONTROL:"):
-			if ended {
-				continue
-			}
 			holdBack := time.Duration(math.Ceil(float64(3*pinnedPart)/float64(time.Millisecond))) * time.Millisecond
 			fmt.Fprintf(&b, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=%s,CAN-SKIP-UNTIL=%d\n",
 				secs(holdBack), 6*pinned)
