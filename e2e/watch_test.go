@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,7 +226,8 @@ func TestWatchPage(t *testing.T) {
 	}
 	b := newBrowser(t)
 	const secret = "watch-test-secret"
-	srv := StartServer(t, "--secret", secret, "--reconnect-grace", "3s")
+	const admin = "watch-test-admin"
+	srv := StartServer(t, "--secret", secret, "--admin-token", admin, "--reconnect-grace", "3s")
 	src := EncodeFLV(t, Source{Width: 640, Height: 360, FPS: 30, Seconds: 10, GOP: 30})
 	pub := Publish(t, src, srv.RTMP+"/"+srv.Key, true)
 	WaitHTTP(t, srv.HTTP+"/hls/main/index.m3u8", 20*time.Second)
@@ -353,6 +355,23 @@ func TestWatchPage(t *testing.T) {
 	resumed := currentTime(t, viewer)
 	waitJS(t, viewer, "video advances after the return", fmt.Sprintf(`document.getElementById("video").currentTime > %f`, resumed+3), 20*time.Second)
 	t.Logf("playing again %.1f s after the publisher returned", time.Since(back).Seconds())
+
+	// --- An administrator takes the stream down: the page says so, with the reason.
+	const reason = "test takedown: policy"
+	req, _ := http.NewRequest("POST", srv.HTTP+"/api/v1/channels/main/takedown",
+		strings.NewReader(`{"reason":"`+reason+`","ban_seconds":60}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("takedown: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("takedown: HTTP %d", resp.StatusCode)
+	}
+	waitJS(t, viewer, "page shows the takedown and its reason",
+		fmt.Sprintf(`window.__onair.state === "taken_down" && document.getElementById("overlay-text").textContent.includes(%q)`, reason), 15*time.Second)
 
 	if c := b.Console(); len(c) > 0 {
 		t.Logf("browser console errors and warnings:\n%s", strings.Join(c, "\n"))
