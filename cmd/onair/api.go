@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/onairhq/onair/ingest"
+	"github.com/onairhq/onair/moderation"
 )
 
 // channelView is a channel as the public API shows it. It never holds a key.
@@ -35,6 +36,7 @@ func (a *app) api() http.Handler {
 	mux.HandleFunc("GET /api/v1/channels", a.listChannels)
 	mux.HandleFunc("GET /api/v1/channels/{name}", a.getChannel)
 	mux.Handle("GET /api/v1/channels/{name}/thumbnail.jpg", a.mod.ThumbnailHandler())
+	mux.HandleFunc("GET /api/v1/channels/{name}/moderation", a.admin(a.moderationStatus))
 	mux.HandleFunc("POST /api/v1/channels/{name}/takedown", a.admin(a.takeDown))
 	mux.HandleFunc("POST /api/v1/channels/{name}/unban", a.admin(a.unban))
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
@@ -55,7 +57,12 @@ func (a *app) view(s ingest.ChannelStatus) channelView {
 		HLS:       "/hls/" + s.Name + "/index.m3u8",
 		Watch:     "/watch/" + s.Name,
 		Thumbnail: "/api/v1/channels/" + s.Name + "/thumbnail.jpg",
-		Flags:     a.mod.Flags(s.Name),
+	}
+	ms := a.mod.Status(s.Name)
+	for _, e := range ms.Events {
+		if e.Action == moderation.Flag && e.BroadcastID == s.BroadcastID {
+			v.Flags++
+		}
 	}
 	if s.Live {
 		v.State = "live"
@@ -64,17 +71,17 @@ func (a *app) view(s ingest.ChannelStatus) channelView {
 		}
 		since := s.Since
 		v.Since = &since
-		if t := s.Tracks.Video; t != nil {
+		if t := s.Video; t != nil {
 			v.Codecs = append(v.Codecs, string(t.Codec))
 			v.Width, v.Height = t.Width, t.Height
 		}
-		if t := s.Tracks.Audio; t != nil {
+		if t := s.Audio; t != nil {
 			v.Codecs = append(v.Codecs, string(t.Codec))
 		}
 	}
-	if !s.BanUntil.IsZero() && time.Now().Before(s.BanUntil) {
+	if !s.BannedUntil.IsZero() && time.Now().Before(s.BannedUntil) {
 		v.State, v.Reason = "taken_down", s.BanReason
-		until := s.BanUntil
+		until := s.BannedUntil
 		v.BanUntil = &until
 	}
 	return v
@@ -133,6 +140,16 @@ func (a *app) takeDown(w http.ResponseWriter, r *http.Request) {
 	a.takenDown(name, "", req.Reason)
 	a.log.Warn("channel taken down by admin", "channel", name, "reason", req.Reason, "ban", ban)
 	a.getChannel(w, r)
+}
+
+// moderationStatus shows a channel's screening state and recent verdicts, reasons included.
+func (a *app) moderationStatus(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, ok := a.hub.Channel(name); !ok {
+		writeError(w, http.StatusNotFound, "no such channel")
+		return
+	}
+	writeJSON(w, http.StatusOK, a.mod.Status(name))
 }
 
 func (a *app) unban(w http.ResponseWriter, r *http.Request) {

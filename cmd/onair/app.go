@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"time"
+	"strings"
 
 	"github.com/onairhq/onair/chat"
 	"github.com/onairhq/onair/ingest"
@@ -41,7 +41,7 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	a.busName = "memory"
 	if cfg.RedisURL != "" {
 		a.busName = "redis"
-		a.bus, err = chat.NewRedisBus(context.Background(), cfg.RedisURL, log.With("part", "chat-bus"))
+		a.bus, err = chat.NewRedisBus(context.Background(), cfg.RedisURL, nodeID(), log.With("part", "chat-bus"), chat.RedisOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("connect chat bus to redis-url: %w", err)
 		}
@@ -49,16 +49,15 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		a.bus = chat.NewMemoryBus()
 	}
 	copts := chat.DefaultOptions()
-	copts.History = cfg.ChatHistory
+	copts.HistoryLen = cfg.ChatHistory
 	copts.MaxMessageLen = cfg.ChatMaxMessage
-	copts.RateMessages = cfg.ChatRateMessages
-	copts.IPRateMessages = cfg.ChatIPRateMessages
-	copts.RateWindow = cfg.ChatRateWindow
-	copts.MaxConnsPerIP = cfg.ChatConnsPerIP
+	copts.ConnMessages, copts.ConnWindow = cfg.ChatRateMessages, cfg.ChatRateWindow
+	copts.IPMessages, copts.IPWindow = cfg.ChatIPRateMessages, cfg.ChatRateWindow
+	copts.ConnsPerIP = cfg.ChatConnsPerIP
 	copts.TrustProxy = cfg.ChatTrustProxy
-	copts.WordFilterMode = cfg.ChatWordFilterMode
+	copts.FilterMode = chat.FilterMode(cfg.ChatWordFilterMode)
 	if cfg.ChatWordFilter != "" {
-		if copts.Words, err = readLines(cfg.ChatWordFilter); err != nil {
+		if copts.FilterWords, err = readLines(cfg.ChatWordFilter); err != nil {
 			return nil, fmt.Errorf("read chat-word-filter: %w", err)
 		}
 	}
@@ -75,7 +74,13 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		PartDuration:    cfg.HLSPartDuration,
 		SegmentCount:    cfg.HLSSegmentCount,
 		EndedLinger:     cfg.HLSEndedLinger,
-		Logger:          log.With("part", "segmenter"),
+		// With the moderation gate on, a broadcast is served once its first keyframe passed.
+		Visible: func(channel string) bool { return a.mod.Cleared(channel) },
+		// A stream the muxer cannot handle is ended and reported, never served mangled.
+		OnFailure: func(b *ingest.Broadcast, err error) {
+			a.hub.TakeDown(b.Channel, "the stream could not be packaged: "+err.Error(), 0)
+		},
+		Logger: log.With("part", "segmenter"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up HLS segmenter: %w", err)
@@ -103,7 +108,7 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		WebhookSecret: cfg.ModerationSecret,
 		ScreenTimeout: cfg.ModerationTimeout,
 		Gate:          cfg.ModerationGate,
-		FailurePolicy: cfg.ModerationFailure,
+		FailurePolicy: moderation.FailurePolicy(cfg.ModerationFailure),
 		FailureAfter:  cfg.ModerationFailAfter,
 		DefaultBan:    cfg.ModerationBan,
 		FFmpegPath:    cfg.FFmpegPath,
@@ -114,7 +119,9 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	if err != nil {
 		return nil, fmt.Errorf("set up moderation: %w", err)
 	}
-	a.seg.SetVisible(a.mod.Cleared)
+	if err := a.mod.Check(); err != nil {
+		log.Warn("keyframe screening is unavailable; the moderation failure policy applies", "err", err, "policy", cfg.ModerationFailure)
+	}
 	a.hub.AddConsumer(a.seg)
 	a.hub.AddConsumer(a.mod)
 	a.hub.AddObserver(broadcastNotices{a.chat})
@@ -126,10 +133,11 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 // takenDown drops a channel's HLS at once and tells its chat room why.
 func (a *app) takenDown(channel, broadcastID, reason string) {
 	a.seg.Remove(channel)
-	a.chat.Announce(channel, "taken_down", reason)
+	a.chat.Announce(channel, chat.SystemTakenDown, channel+" was taken down", reason)
 }
 
 func (a *app) close() {
+	a.mod.Close()
 	a.seg.Close()
 	if c, ok := a.bus.(interface{ Close() error }); ok {
 		c.Close()
@@ -175,14 +183,20 @@ func (a *app) metrics(w http.ResponseWriter, r *http.Request) {
 type broadcastNotices struct{ chat *chat.Server }
 
 func (n broadcastNotices) BroadcastStarted(b *ingest.Broadcast) {
-	n.chat.Announce(b.Channel, "live", b.Channel+" is live")
+	n.chat.Announce(b.Channel, chat.SystemLive, b.Channel+" is live", "")
 }
 
 func (n broadcastNotices) BroadcastEnded(b *ingest.Broadcast, reason ingest.EndReason, detail string) {
 	if reason == ingest.EndTakenDown {
 		return // the takedown itself announced it, with the reason
 	}
-	n.chat.Announce(b.Channel, "offline", b.Channel+" went offline")
+	n.chat.Announce(b.Channel, chat.SystemOffline, b.Channel+" went offline", string(reason))
+}
+
+// nodeID names this process among chat nodes sharing one Redis.
+func nodeID() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomToken(4))
 }
 
 func readLines(path string) ([]string, error) {
@@ -198,5 +212,3 @@ func readLines(path string) ([]string, error) {
 	}
 	return out, nil
 }
-
-var _ = time.Second

@@ -12,12 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/onairhq/onair/chat"
-	"github.com/onairhq/onair/ingest"
-	"github.com/onairhq/onair/moderation"
-	"github.com/onairhq/onair/segmenter"
-	"github.com/onairhq/onair/web"
 )
 
 // serve runs every role of onair in one process until ctx is done.
