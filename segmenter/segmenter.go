@@ -1,5 +1,24 @@
 // Package segmenter turns each live broadcast into HLS with one gohlslib muxer
 // per broadcast, and serves it as a CDN-friendly origin under /hls/{channel}/.
+//
+// What a player sees:
+//   - Live: /hls/{channel}/index.m3u8 (multivariant) pointing at gohlslib's
+//     media playlists (video1_stream.m3u8, audio2_stream.m3u8; main_stream.m3u8
+//     for mpegts). The first request waits until the first segment exists.
+//   - End (feed ended, or the hub's context done): the last frames are flushed
+//     into a final segment, the playlists get EXT-X-ENDLIST and lose the
+//     preload hint, and stay served (with their media) for EndedLinger; then
+//     every path of the channel answers 404.
+//   - Takedown (Remove): every path answers 404 at once.
+//   - New broadcast on the channel: replaces the old playlist at once. Its
+//     media sequence numbers start after the previous broadcast's last one
+//     (and above a wall-clock floor, so also after a restart), with a new
+//     EXT-X-DISCONTINUITY-SEQUENCE, new init segment and new URIs (gohlslib's
+//     random prefix), so a reloading player never sees numbers go back and
+//     a cached blocking answer never refers to another broadcast.
+//
+// gohlslib keeps the SegmentCount segments of the window (and their parts) in
+// RAM; an ended stream keeps a frozen copy of the same window until it expires.
 package segmenter
 
 import (
@@ -171,7 +190,9 @@ func (s *Segmenter) Consume(ctx context.Context, b *ingest.Broadcast, feed *inge
 		if s.opts.OnFailure != nil {
 			s.opts.OnFailure(b, err)
 		}
-		drain(ctx, feed) // keep the hub's queue moving until ingest ends it
+		s.finish(st)     // end the playlist with what was muxed so far
+		drain(ctx, feed) // and keep the hub's queue moving until ingest ends it
+		return
 	}
 	s.finish(st)
 }

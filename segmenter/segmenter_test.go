@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/onairhq/onair/ingest"
 )
 
 func newServer(t *testing.T, opts Options) (*Segmenter, *httptest.Server) {
@@ -247,5 +249,38 @@ func TestDTSAgreement(t *testing.T) {
 				t.Errorf("%v frames with DTS disagreement", m)
 			}
 		})
+	}
+}
+
+// TestUnmuxableStream feeds a frame whose timestamps go backwards: the muxer
+// cannot take it, so the broadcast is reported and its playlist ended, not
+// mangled.
+func TestUnmuxableStream(t *testing.T) {
+	c := makeClip(t, clipVideo, 4)
+	bad := *c
+	bad.aus = append([]ingest.AccessUnit(nil), c.aus[:60]...)
+	back := c.aus[50]
+	back.PTS, back.DTS = c.aus[50].PTS, c.aus[59].DTS // decoded after frame 59, shown before it
+	back.PTS = 0
+	bad.aus = append(bad.aus, back)
+	bad.aus = append(bad.aus, c.aus[60:]...)
+	failed := make(chan error, 1)
+	seg, srv := newServer(t, Options{EndedLinger: time.Minute, OnFailure: func(_ *ingest.Broadcast, err error) { failed <- err }})
+	done, _ := publish(t, seg, "ch", &bad, false)
+	select {
+	case err := <-failed:
+		if !strings.Contains(err.Error(), "DTS") {
+			t.Errorf("failure reason %q does not name the DTS", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnFailure not called")
+	}
+	<-done
+	_, b := get(t, srv.URL+"/hls/ch/video1_stream.m3u8")
+	if !bytes.HasSuffix(b, []byte("#EXT-X-ENDLIST\n")) {
+		t.Errorf("playlist not ended:\n%s", b)
+	}
+	if m := metricValue(t, seg, "onair_hls_mux_failures_total"); m != 1 {
+		t.Errorf("failures metric %v", m)
 	}
 }

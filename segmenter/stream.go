@@ -225,6 +225,9 @@ func (st *stream) writeVideo(au ingest.AccessUnit) error {
 		}
 		w.started = true
 	}
+	if st.b.Tracks.Video.Codec == ingest.CodecH264 && !hasH264Slice(au.NALUs) {
+		return nil // gohlslib skips these (e.g. SEI only) without deriving a DTS
+	}
 	nalus := st.withParameterSets(au)
 	pts := ticks(au.PTS, 90000)
 
@@ -271,6 +274,17 @@ func (st *stream) writeVideoMux(pts int64, nalus [][]byte) error {
 		return st.mux.WriteAV1(st.video, ntp, pts, nalus)
 	}
 	return nil
+}
+
+func hasH264Slice(nalus [][]byte) bool {
+	for _, n := range nalus {
+		if len(n) > 0 {
+			if t := h264.NALUType(n[0] & 0x1f); t == h264.NALUTypeIDR || t == h264.NALUTypeNonIDR {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // withParameterSets prepends the track's parameter sets to a keyframe that
