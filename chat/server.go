@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +62,7 @@ func NewServer(opts Options) *Server {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
-		ReadBufferSize:   1024,
+		ReadBufferSize:   512, // client frames are small; bigger ones are read through
 		WriteBufferSize:  1024,
 		WriteBufferPool:  &sync.Pool{}, // idle connections hold no write buffer
 		HandshakeTimeout: 10 * time.Second,
@@ -148,10 +149,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			tc.SetWriteBuffer(s.opts.SocketSendBuffer)
 		}
 	}
+	// The connection is served by a goroutine of our own, not this handler's: returning lets
+	// net/http free its per-request state (about 8 KB a connection).
 	s.wg.Add(1)
-	defer s.wg.Done()
+	go func() {
+		defer s.wg.Done()
+		s.serveConn(conn, channel, s.clientIP(r), r.URL.Query())
+	}()
+}
 
-	ip := s.clientIP(r)
+// serveConn admits an upgraded connection and serves it until it ends.
+func (s *Server) serveConn(conn *websocket.Conn, channel, ip string, q url.Values) {
 	ipLim, ok := s.acquireIP(ip)
 	if !ok {
 		s.metrics.refused.Add(1)
@@ -162,7 +170,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	c := newClient(s, conn, ip, s.ipTag(ip), ipLim)
 	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
-	err = s.bus.Restricted(ctx, channel, "", c.ipTag)
+	err := s.bus.Restricted(ctx, channel, "", c.ipTag)
 	cancel()
 	var re *RestrictedError
 	if errors.As(err, &re) && re.Ban {
@@ -170,7 +178,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		closeNow(conn, closeBanned, reasonBanned)
 		return
 	}
-	q := r.URL.Query()
 	c.serve(channel, q.Get("name"), q.Get("token"))
 }
 
