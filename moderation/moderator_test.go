@@ -552,10 +552,10 @@ func TestSamplerKeepsNewest(t *testing.T) {
 	}{
 		{key(0), true, false},
 		{ingest.AccessUnit{Kind: ingest.KindVideo, DTS: time.Second}, false, false},
-		{key(1), false, false},     // within the interval
-		{key(1.999), true, true},   // RTMP rounding: still due; replaces the unscreened first
-		{key(3), false, false},     // too soon
-		{key(4.2), true, true},     // newest replaces again
+		{key(1), false, false},   // within the interval
+		{key(1.999), true, true}, // RTMP rounding: still due; replaces the unscreened first
+		{key(3), false, false},   // too soon
+		{key(4.2), true, true},   // newest replaces again
 		{ingest.AccessUnit{Kind: ingest.KindAudio, Key: true, DTS: 9 * time.Second}, false, false},
 	}
 	for i, st := range steps {
