@@ -280,10 +280,15 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 			ch.publisher = nil
 		}
 	}
+	conns := make([]*conn, 0, len(h.conns))
 	for c := range h.conns {
-		c.Close()
+		conns = append(conns, c)
 	}
 	h.mu.Unlock()
+	// Closed outside the lock: closing reports back through connClosed, which takes it.
+	for _, c := range conns {
+		c.Close()
+	}
 
 	done := make(chan struct{})
 	go func() {
