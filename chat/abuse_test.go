@@ -130,6 +130,7 @@ func TestSlowReaderIsCutOff(t *testing.T) {
 	o := testOptions()
 	o.SocketSendBuffer = 8 << 10
 	o.MaxQueueBytes = 64 << 10
+	o.FrameInterval = -1 // one frame per event: fill the stalled socket fast
 	n := startNode(t, o)
 	room := uniqueRoom(t)
 

@@ -38,6 +38,7 @@ type Options struct {
 	TrustProxy       bool          // take the client IP from X-Forwarded-For's last hop (behind a trusted proxy only)
 	AllowedOrigins   []string      // allowed Origin header values; empty allows any origin
 	MaxBatchBytes    int           // events coalesced into one frame under load, in bytes (16 KiB)
+	FrameInterval    time.Duration // minimum time between a room's broadcast frames; faster events share a frame (50ms; negative: none)
 
 	Secret     []byte // HMAC key for moderator tokens; nil disables moderator tokens
 	AdminToken string // also accepted as a moderator token in every room; empty disables
@@ -66,6 +67,7 @@ func DefaultOptions() Options {
 		WriteTimeout:     10 * time.Second,
 		PresenceInterval: 2 * time.Second,
 		MaxBatchBytes:    16 << 10,
+		FrameInterval:    50 * time.Millisecond,
 	}
 }
 
@@ -106,6 +108,9 @@ func (o Options) withDefaults() Options {
 	setDur(&o.WriteTimeout, d.WriteTimeout)
 	setDur(&o.PresenceInterval, d.PresenceInterval)
 	setInt(&o.MaxBatchBytes, d.MaxBatchBytes)
+	if o.FrameInterval == 0 {
+		o.FrameInterval = d.FrameInterval
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

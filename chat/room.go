@@ -84,6 +84,7 @@ func (r *Room) run() {
 	}()
 	close(r.ready)
 
+	var last time.Time
 	for {
 		select {
 		case <-r.ctx.Done():
@@ -91,8 +92,18 @@ func (r *Room) run() {
 			wg.Wait()
 			return
 		case <-r.wake:
-			r.drain()
 		}
+		// Under load, let events gather so each viewer gets fewer, fuller frames: a write per
+		// viewer per frame is what costs, not the bytes. A quiet room sends at once.
+		if wait := r.s.opts.FrameInterval - time.Since(last); wait > 0 {
+			select {
+			case <-r.ctx.Done():
+				continue
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
+		r.drain()
 	}
 }
 

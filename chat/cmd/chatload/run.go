@@ -291,6 +291,8 @@ func runBench(ctx context.Context, args []string) error {
 	time.Sleep(500 * time.Millisecond)
 	measuring.Store(true)
 	cpu0, _ := stats()
+	self0, _, _ := procStats(os.Getpid())
+	load0, _ := os.ReadFile("/proc/loadavg")
 	start := time.Now()
 	var sent atomic.Int64
 	var swg sync.WaitGroup
@@ -319,6 +321,8 @@ func runBench(ctx context.Context, args []string) error {
 	swg.Wait()
 	elapsed := time.Since(start)
 	cpu1, rss2 := stats()
+	self1, _, _ := procStats(os.Getpid())
+	load1, _ := os.ReadFile("/proc/loadavg")
 	// Wait for stragglers (bounded).
 	expected := (sent.Load() - refused.Load()) * int64(*viewers)
 	deadline := time.Now().Add(10 * time.Second)
@@ -343,6 +347,8 @@ func runBench(ctx context.Context, args []string) error {
 	cpuPct := 100 * float64(cpu1-cpu0) / float64(elapsed)
 	_ = sort.Ints
 	fmt.Printf("server_cpu=%.1f%% of one core (all nodes together, during sending)\n", cpuPct)
+	fmt.Printf("load_tool_cpu=%.1f%% of one core; loadavg before: %s; after: %s\n", 100*float64(self1-self0)/float64(elapsed),
+		strings.Join(strings.Fields(string(load0))[:3], " "), strings.Join(strings.Fields(string(load1))[:3], " "))
 	fmt.Printf("server_rss: idle=%.1f MiB connected=%.1f MiB end=%.1f MiB; per_connection=%.1f KiB\n",
 		float64(rss0)/(1<<20), float64(rss1)/(1<<20), float64(rss2)/(1<<20), float64(rss1-rss0)/float64(*viewers)/1024)
 	return nil
