@@ -523,10 +523,20 @@ func (s *session) writeCommand(streamID uint32, name string, tid int64, body mes
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err := s.rc.Write(ctx, 3, 0, &rtmp.ChunkMessage{StreamID: streamID, Message: &message.CommandMessage{
+	err := s.rc.Write(ctx, statusChunkStreamID, 0, &rtmp.ChunkMessage{StreamID: streamID, Message: &message.CommandMessage{
 		CommandName: name, TransactionID: tid, Encoding: message.EncodingTypeAMF0, Body: buf,
 	}})
+	if err == nil {
+		// go-rtmp writes chunk streams round-robin: wait until ours is fully out,
+		// or a long description would arrive after go-rtmp's own short status.
+		_, err = s.rc.GetChunkStreamer().NewChunkWriter(ctx, statusChunkStreamID)
+	}
 	if err != nil {
 		s.hub.log.Debug("write rtmp status", "err", err)
 	}
 }
+
+// statusChunkStreamID is a chunk stream of our own for refusals; clients send
+// commands on 3, 4 or 8 and go-rtmp answers on those. We write on it once per
+// connection, right before the connection ends.
+const statusChunkStreamID = 5
