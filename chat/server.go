@@ -34,15 +34,17 @@ type Server struct {
 	wg     sync.WaitGroup // rooms and connections
 
 	mu      sync.Mutex
-	rooms   map[string]*Room
-	ips     map[string]*ipState
-	closing bool
+	rooms     map[string]*Room
+	ips       map[string]*ipState
+	lastSweep time.Time
+	closing   bool
 }
 
 // ipState is what the server tracks per client IP while it has connections.
 type ipState struct {
 	conns int
 	lim   *Limiter
+	left  time.Time // when conns last dropped to 0
 }
 
 // NewServer returns a Server configured by opts (zero fields take their defaults).
@@ -189,6 +191,17 @@ func closeNow(conn *websocket.Conn, code int, reason string) {
 func (s *Server) acquireIP(ip string) (*Limiter, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
+	// An IP's message budget outlives its connections for one window, so reconnecting does
+	// not refill it. Idle entries are swept at most once per window.
+	if now.Sub(s.lastSweep) > s.opts.IPWindow {
+		s.lastSweep = now
+		for k, st := range s.ips {
+			if st.conns == 0 && now.Sub(st.left) > s.opts.IPWindow {
+				delete(s.ips, k)
+			}
+		}
+	}
 	st := s.ips[ip]
 	if st == nil {
 		st = &ipState{lim: NewLimiter(s.opts.IPMessages, s.opts.IPWindow)}
@@ -206,7 +219,7 @@ func (s *Server) releaseIP(ip string) {
 	defer s.mu.Unlock()
 	if st := s.ips[ip]; st != nil {
 		if st.conns--; st.conns <= 0 {
-			delete(s.ips, ip)
+			st.conns, st.left = 0, time.Now()
 		}
 	}
 }
