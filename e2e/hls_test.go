@@ -27,7 +27,9 @@ func probeFrames(t testing.TB, url string, timeout time.Duration) (video, audio 
 		}
 		t.Fatalf("ffprobe %s: %v\n%s", url, err, stderr)
 	}
-	rows, err := csv.NewReader(strings.NewReader(string(out))).ReadAll()
+	r := csv.NewReader(strings.NewReader(string(out)))
+	r.FieldsPerRecord = -1 // side data adds fields to some rows
+	rows, err := r.ReadAll()
 	if err != nil {
 		t.Fatalf("parse ffprobe output: %v", err)
 	}

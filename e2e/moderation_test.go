@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"encoding/json"
+	"image"
+	_ "image/jpeg"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// TestModerationTakedown publishes a stream that turns into a red screen
+// after 4 s; a hook that blocks mostly-one-colour frames must get it taken down.
+func TestModerationTakedown(t *testing.T) {
+	needTools(t)
+	file := filepath.Join(t.TempDir(), "switch.flv")
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-filter_complex",
+		"testsrc2=s=640x360:r=30:d=4[a];color=c=red:s=640x360:r=30:d=8[b];[a][b]concat=n=2:v=1",
+		"-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "30", "-f", "flv", file)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, b)
+	}
+	var mu sync.Mutex
+	var firstBad time.Time
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, _, err := r.FormFile("frame")
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		img, _, err := image.Decode(f)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		c := img.At(img.Bounds().Dx()/2, img.Bounds().Dy()/2)
+		r8, g8, b8, _ := c.RGBA()
+		if r8 > 0xc000 && g8 < 0x4000 && b8 < 0x4000 {
+			mu.Lock()
+			if firstBad.IsZero() {
+				firstBad, _ = time.Parse(time.RFC3339Nano, r.FormValue("received_at"))
+			}
+			mu.Unlock()
+			json.NewEncoder(w).Encode(map[string]any{"action": "block", "reason": "mostly one colour", "ban_seconds": 20})
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"action": "allow"})
+	}))
+	defer hook.Close()
+	s := StartServer(t, "--moderation-webhook", hook.URL, "--moderation-webhook-secret", "k", "--moderation-interval", "1s")
+
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.HTTP, "http")+"/chat/main", nil)
+	if err != nil {
+		t.Fatalf("chat: %v", err)
+	}
+	defer ws.Close()
+	notice := make(chan string, 1)
+	go func() {
+		for {
+			_, data, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				var m struct{ Type, Kind, Reason string }
+				if json.Unmarshal([]byte(line), &m) == nil && m.Type == "system" && m.Kind == "taken_down" {
+					notice <- m.Reason
+					return
+				}
+			}
+		}
+	}()
+
+	pub := Publish(t, file, s.RTMP+"/"+s.Key, false)
+	exited, _ := pub.Wait(11 * time.Second)
+	cut := time.Now()
+	if !exited {
+		t.Fatal("publisher still connected 11 s into a stream that turns red at 4 s")
+	}
+	mu.Lock()
+	bad := firstBad
+	mu.Unlock()
+	if bad.IsZero() {
+		t.Fatalf("publisher ended but the hook never blocked:\n%s", pub.Output())
+	}
+	t.Logf("first bad keyframe entered onair -> publisher cut off: %v (upper bound: includes ffmpeg noticing the closed connection)", cut.Sub(bad).Round(time.Millisecond))
+	if d := cut.Sub(bad); d > 2*time.Second {
+		t.Errorf("cut off %v after the bad keyframe", d)
+	}
+	select {
+	case reason := <-notice:
+		if !strings.Contains(reason, "mostly one colour") {
+			t.Errorf("chat notice reason %q", reason)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("no taken_down notice in chat")
+	}
+	resp, _ := Get(t, s.HTTP+"/hls/main/index.m3u8")
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("playlist after takedown: %s, want 404", resp.Status)
+	}
+	again := Publish(t, file, s.RTMP+"/"+s.Key, false)
+	if exited, _ := again.Wait(5 * time.Second); !exited {
+		t.Error("republish during the ban was not refused")
+	}
+}
