@@ -47,6 +47,7 @@ func (f *Feed) Push(au AccessUnit) bool {
 		if f.hasVideo {
 			// Throw away what is queued too: it would decode badly without what we drop.
 			f.dropped += uint64(f.n)
+			clear(f.buf) // release the dropped frames' memory now, not when overwritten
 			f.head, f.n = 0, 0
 			if !(au.Kind == KindVideo && au.Key) {
 				f.skipping = true

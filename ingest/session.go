@@ -42,9 +42,9 @@ type sessionState int
 
 const (
 	stateConnected sessionState = iota // connected, not publishing
-	stateDeciding                       // publishing, tracks not known yet
-	stateLive                           // feeding a broadcast
-	stateStopped                        // unpublished or refused
+	stateDeciding                      // publishing, tracks not known yet
+	stateLive                          // feeding a broadcast
+	stateStopped                       // unpublished or refused
 )
 
 // session handles one RTMP connection: it authenticates the publish, parses tags,
