@@ -164,6 +164,10 @@ func TestSlowReaderIsCutOff(t *testing.T) {
 	}
 	waitFor(t, "slow consumer closed", func() bool { return n.srv.metrics.slowClosed.Load() == 1 })
 	waitFor(t, "only the good viewer left", func() bool { return n.srv.metrics.conns.Load() == 1 })
+	n.srv.mu.Lock()
+	r := n.srv.rooms[room]
+	n.srv.mu.Unlock()
+	waitFor(t, "no frames in flight", func() bool { return r.inflight.Load() == 0 })
 	if worst > 200*time.Millisecond {
 		t.Fatalf("good viewer's worst delay %v", worst)
 	}

@@ -40,9 +40,18 @@ type Client struct {
 
 // outItem is one frame waiting to be written: shared and pre-encoded (pm) or this client's own.
 type outItem struct {
-	pm   *websocket.PreparedMessage
-	data []byte
-	n    int
+	pm    *websocket.PreparedMessage
+	data  []byte
+	n     int
+	track *atomic.Int64 // the room's count of broadcast frames not yet written, or nil
+}
+
+// done marks the item written or dropped.
+func (it *outItem) done() {
+	if it.track != nil {
+		it.track.Add(-1)
+	}
+	*it = outItem{} // let the frame be collected
 }
 
 func newClient(s *Server, conn *websocket.Conn, ip, ipTag string, ipLim *Limiter) *Client {
@@ -72,6 +81,9 @@ func (c *Client) enqueue(it outItem) {
 	}
 	c.queue = append(c.queue, it)
 	c.queued += it.n
+	if it.track != nil {
+		it.track.Add(1)
+	}
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
@@ -84,7 +96,7 @@ func (c *Client) closeWith(code int, reason string) {
 	c.mu.Lock()
 	if c.closeCode == 0 {
 		c.closeCode, c.closeText = code, reason
-		c.queue, c.queued = nil, 0
+		c.dropQueueLocked()
 	}
 	c.mu.Unlock()
 	select {
@@ -93,12 +105,30 @@ func (c *Client) closeWith(code int, reason string) {
 	}
 }
 
+func (c *Client) dropQueueLocked() {
+	for i := range c.queue {
+		c.queue[i].done()
+	}
+	c.queue, c.queued = nil, 0
+}
+
 // writeLoop writes queued frames and pings until the connection ends.
 func (c *Client) writeLoop() {
-	defer c.conn.Close() // unblocks the reader when the writer gives up first
+	var batch []outItem
+	defer func() {
+		c.mu.Lock()
+		if c.closeCode == 0 {
+			c.closeCode = -1 // gone: enqueue refuses from now on
+		}
+		c.dropQueueLocked()
+		c.mu.Unlock()
+		for i := range batch {
+			batch[i].done()
+		}
+		c.conn.Close() // unblocks the reader when the writer gives up first
+	}()
 	ping := time.NewTicker(c.s.opts.PingInterval)
 	defer ping.Stop()
-	var batch []outItem
 	for {
 		select {
 		case <-c.stop:
@@ -114,7 +144,7 @@ func (c *Client) writeLoop() {
 		batch, c.queue = c.queue, batch[:0]
 		code, text := c.closeCode, c.closeText
 		c.mu.Unlock()
-		if code != 0 {
+		if code > 0 {
 			c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 			return
 		}
@@ -132,7 +162,7 @@ func (c *Client) writeLoop() {
 			c.mu.Lock()
 			c.queued -= it.n
 			c.mu.Unlock()
-			batch[i] = outItem{} // let the frame be collected
+			batch[i].done()
 		}
 	}
 }

@@ -33,7 +33,7 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // rooms and connections
 
-	mu      sync.Mutex
+	mu        sync.Mutex
 	rooms     map[string]*Room
 	ips       map[string]*ipState
 	lastSweep time.Time

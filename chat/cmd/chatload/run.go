@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -330,6 +331,11 @@ func runBench(ctx context.Context, args []string) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	got := received.Load()
+	var frames, deliveries int64
+	for _, k := range kids {
+		frames += metric(k.addr, "onair_chat_frames_total")
+		deliveries += metric(k.addr, "onair_chat_deliveries_total")
+	}
 	for _, c := range append(conns, sconns...) {
 		c.Close()
 	}
@@ -342,7 +348,8 @@ func runBench(ctx context.Context, args []string) error {
 	fmt.Printf("bus=%s nodes=%d viewers=%d senders=%d rate=%.0f msg/s duration=%v\n", bus, *nodes, *viewers, *senders, *rate, elapsed.Round(time.Millisecond))
 	fmt.Printf("connect: %v for %d viewers\n", connectTime.Round(time.Millisecond), *viewers)
 	fmt.Printf("sent=%d refused=%d expected_deliveries=%d received=%d lost=%d\n", sent.Load(), refused.Load(), expected, got, expected-got)
-	fmt.Printf("deliveries/s=%.0f\n", float64(got)/dur.Seconds())
+	fmt.Printf("deliveries/s=%.0f (server frames written: %d, %.2f events per frame)\n", float64(got)/dur.Seconds(), deliveries, float64(got)/float64(max(deliveries, 1)))
+	_ = frames
 	fmt.Printf("latency p50=%v p99=%v max=%v\n", h.quantile(0.50), h.quantile(0.99), time.Duration(h.max.Load()).Round(100*time.Microsecond))
 	cpuPct := 100 * float64(cpu1-cpu0) / float64(elapsed)
 	_ = sort.Ints
@@ -355,3 +362,20 @@ func runBench(ctx context.Context, args []string) error {
 }
 
 var _ = sort.Ints
+
+// metric reads one counter from a node's /metrics.
+func metric(addr, name string) int64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}

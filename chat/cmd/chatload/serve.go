@@ -51,6 +51,7 @@ func serve(args []string) error {
 	srv := chat.NewServer(o)
 	mux := http.NewServeMux()
 	mux.Handle("/chat/{channel}", srv)
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) { srv.WriteMetrics(w) })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
