@@ -96,7 +96,7 @@ func defaultConfig() Config {
 		ModerationDistance:  10,
 		ModerationGate:      true,
 		ModerationFailure:   "open",
-		ModerationFailAfter: 30 * time.Second,
+		ModerationFailAfter: 10 * time.Second,
 		ModerationTimeout:   5 * time.Second,
 		ModerationBan:       10 * time.Minute,
 		FFmpegPath:          "ffmpeg",
