@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onairhq/onair/chat"
+)
+
+func TestCommands(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name     string
+		args     []string
+		code     int
+		out, err string
+	}{
+		{"no command", nil, 2, "", "Usage"},
+		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{"version", []string{"version"}, 0, "onair ", ""},
+		{"help", []string{"help"}, 0, "onair serve", ""},
+		{"serve with a bad setting", []string{"serve", "--data-dir", dir, "--hls-variant", "dash"}, 1, "", "invalid setting hls-variant"},
+		{"token without channel", []string{"token", "moderator", "--data-dir", dir}, 1, "", "--channel"},
+		{"hash without images", []string{"moderation", "hash"}, 1, "", "usage"},
+		{"hash of a missing file", []string{"moderation", "hash", filepath.Join(dir, "none.png")}, 1, "", "none.png"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := run(c.args, &out, &errOut); code != c.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, c.code, errOut.String())
+			}
+			if !strings.Contains(out.String(), c.out) || !strings.Contains(errOut.String(), c.err) {
+				t.Fatalf("stdout %q, stderr %q; want %q and %q", out.String(), errOut.String(), c.out, c.err)
+			}
+		})
+	}
+}
+
+// A token printed by "onair token moderator" is accepted by chat with the server's secret.
+func TestModeratorTokenCommand(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	if code := run([]string{"token", "moderator", "--channel", "main", "--data-dir", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	st, err := loadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(out.String())
+	if err := chat.VerifyModeratorToken([]byte(st.Secret), "main", tok, time.Now()); err != nil {
+		t.Fatalf("token refused for its channel: %v", err)
+	}
+	if err := chat.VerifyModeratorToken([]byte(st.Secret), "other", tok, time.Now()); err == nil {
+		t.Fatal("token accepted for another channel")
+	}
+}
