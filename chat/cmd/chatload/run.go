@@ -76,17 +76,24 @@ func (c *child) stop() {
 
 // procStats reads CPU time (user+system) and resident memory of pid from /proc.
 func procStats(pid int) (cpu time.Duration, rss int64, err error) {
+	cpu, _, rss, err = procStats2(pid)
+	return
+}
+
+// procStats2 also returns the system (kernel) part of the CPU time.
+func procStats2(pid int) (cpu, sys time.Duration, rss int64, err error) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	cpu = time.Duration(ut+st) * (time.Second / 100) // USER_HZ is 100 on Linux
+	sys = time.Duration(st) * (time.Second / 100)
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	for _, l := range strings.Split(string(status), "\n") {
 		if strings.HasPrefix(l, "VmRSS:") {
@@ -94,7 +101,7 @@ func procStats(pid int) (cpu time.Duration, rss int64, err error) {
 			rss = kb << 10
 		}
 	}
-	return cpu, rss, nil
+	return cpu, sys, rss, nil
 }
 
 // hist records latencies in 100 µs buckets up to 60 s.
@@ -175,12 +182,15 @@ func runBench(ctx context.Context, args []string) error {
 	room := fmt.Sprintf("bench%d", time.Now().UnixNano()%1e9)
 	url := func(i int) string { return "ws://" + kids[i%len(kids)].addr + "/chat/" + room }
 
+	var sysCPU time.Duration // kernel part of the nodes' CPU time as of the last stats call
 	stats := func() (cpu time.Duration, rss int64) {
+		sysCPU = 0
 		for _, k := range kids {
-			c, r, err := procStats(k.cmd.Process.Pid)
+			c, sy, r, err := procStats2(k.cmd.Process.Pid)
 			if err == nil {
 				cpu += c
 				rss += r
+				sysCPU += sy
 			}
 		}
 		return
@@ -292,6 +302,7 @@ func runBench(ctx context.Context, args []string) error {
 	time.Sleep(500 * time.Millisecond)
 	measuring.Store(true)
 	cpu0, _ := stats()
+	sys0 := sysCPU
 	self0, _, _ := procStats(os.Getpid())
 	load0, _ := os.ReadFile("/proc/loadavg")
 	start := time.Now()
@@ -322,6 +333,7 @@ func runBench(ctx context.Context, args []string) error {
 	swg.Wait()
 	elapsed := time.Since(start)
 	cpu1, rss2 := stats()
+	sys1 := sysCPU
 	self1, _, _ := procStats(os.Getpid())
 	load1, _ := os.ReadFile("/proc/loadavg")
 	// Wait for stragglers (bounded).
@@ -353,7 +365,7 @@ func runBench(ctx context.Context, args []string) error {
 	fmt.Printf("latency p50=%v p99=%v max=%v\n", h.quantile(0.50), h.quantile(0.99), time.Duration(h.max.Load()).Round(100*time.Microsecond))
 	cpuPct := 100 * float64(cpu1-cpu0) / float64(elapsed)
 	_ = sort.Ints
-	fmt.Printf("server_cpu=%.1f%% of one core (all nodes together, during sending)\n", cpuPct)
+	fmt.Printf("server_cpu=%.1f%% of one core (all nodes together, during sending; kernel %.1f%%)\n", cpuPct, 100*float64(sys1-sys0)/float64(elapsed))
 	fmt.Printf("load_tool_cpu=%.1f%% of one core; loadavg before: %s; after: %s\n", 100*float64(self1-self0)/float64(elapsed),
 		strings.Join(strings.Fields(string(load0))[:3], " "), strings.Join(strings.Fields(string(load1))[:3], " "))
 	fmt.Printf("server_rss: idle=%.1f MiB connected=%.1f MiB end=%.1f MiB; per_connection=%.1f KiB\n",
