@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,7 @@ func parsePlaylist(r io.Reader) (playlist, error) {
 	var p playlist
 	sc := bufio.NewScanner(r)
 	var extinf time.Duration
+	gap := false
 	for sc.Scan() {
 		l := strings.TrimSpace(sc.Text())
 		switch {
@@ -62,8 +64,13 @@ func parsePlaylist(r io.Reader) (playlist, error) {
 		case strings.HasPrefix(l, "#EXTINF:"):
 			v, _, _ := strings.Cut(strings.TrimPrefix(l, "#EXTINF:"), ",")
 			extinf = seconds(v)
+		case l == "#EXT-X-GAP":
+			gap = true // a placeholder before the stream's first segment
 		case l != "" && !strings.HasPrefix(l, "#"):
-			p.items = append(p.items, listed{uri: l, dur: extinf})
+			if !gap {
+				p.items = append(p.items, listed{uri: l, dur: extinf})
+			}
+			gap = false
 			p.segments++
 			p.trailing = 0
 		}
@@ -141,8 +148,10 @@ type delays struct {
 // matchDelays places each item on the sent frames' timeline by adding up the
 // durations listed before it, starting at the first video frame (offset 0) or
 // at the first keyframe's PTS (where a bitstream DTS extractor starts), and
-// keeps whichever start matches frame boundaries best. Items whose end is not
-// within 2 ms of a frame boundary are counted as unmatched.
+// keeps whichever start matches frame boundaries best and breaks ties by
+// causality: the latest start under which nothing was listed before the frame
+// that closes it was sent. Items whose end is not within 2 ms of a frame
+// boundary are counted as unmatched.
 func matchDelays(items []listed, frames []sentFrame, parts bool, skip time.Duration) delays {
 	if len(frames) == 0 {
 		return delays{}
@@ -167,7 +176,8 @@ func matchDelays(items []listed, frames []sentFrame, parts bool, skip time.Durat
 			d.afterLast = append(d.afterLast, it.at.Sub(frames[i-1].at))
 			d.afterClose = append(d.afterClose, it.at.Sub(frames[i].at))
 		}
-		if best.unmatched < 0 || d.unmatched < best.unmatched {
+		if best.unmatched < 0 || d.unmatched < best.unmatched ||
+			d.unmatched == best.unmatched && len(d.afterClose) > 0 && slices.Min(d.afterClose) >= 0 {
 			best = d
 		}
 	}

@@ -312,6 +312,11 @@ func listingLatency(ctx context.Context, c config, dir string, tags []tag) error
 					t.startToSeg, t.keyToSeg = it.at.Sub(start), it.at.Sub(key)
 				}
 			}
+			if os.Getenv("HLSBENCH_DEBUG") != "" {
+				for _, it := range w.items {
+					log.Printf("  %v %v %s", it.at.Sub(key).Round(time.Millisecond), it.dur, it.uri)
+				}
+			}
 			t.parts = matchDelays(w.items, frames, true, 2*time.Second)
 			t.segs = matchDelays(w.items, frames, false, 2*time.Second)
 			log.Printf("%s trial %d: first item %v after publish start, %v after first keyframe; %d parts, %d segments timed",
