@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -152,9 +153,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 type resourceResult struct {
 	server               string
 	streams              int
-	cpu                  float64 // share of one core, whole server
-	cpuChildren          float64 // onair only: including its moderation decoders
-	idleRSS, rss, rssAll int64   // rssAll includes onair's decoders
+	cpu                  float64       // share of one core, whole server
+	cpuChildren          float64       // onair only: including its moderation decoders
+	idleRSS, rss, rssAll int64         // rssAll includes onair's decoders
+	window               time.Duration // media listed in stream 0's playlist at the end
 }
 
 func resources(ctx context.Context, c config, dir, input string) error {
@@ -168,22 +170,45 @@ func resources(ctx context.Context, c config, dir, input string) error {
 			results = append(results, r)
 		}
 	}
-	window := 7.0 // onair: 7 segments kept (the default) ...
 	fmt.Printf("### CPU and memory (%v steady state after %v warm-up)\n\n", c.window, c.warmup)
-	fmt.Println("| server | streams | CPU, whole server (% of one core) | CPU per stream | RSS idle | RSS loaded | RSS per stream |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| server | streams | CPU, whole server (% of one core) | CPU per stream | RSS idle | RSS loaded | RSS per stream | playlist window | 2 × bitrate × window |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
 		per := float64(r.rss-r.idleRSS) / float64(r.streams)
-		fmt.Printf("| %s | %d | %.1f %% | %.2f %% | %s | %s | %s |\n", r.server, r.streams, 100*r.cpu, 100*r.cpu/float64(r.streams),
-			mib(r.idleRSS), mib(r.rss), mib(int64(per)))
+		held := mib(int64(2 * c.bitrate / 8 * r.window.Seconds()))
+		fmt.Printf("| %s | %d | %.1f %% | %.2f %% | %s | %s | %s | %.1f s | %s |\n", r.server, r.streams, 100*r.cpu, 100*r.cpu/float64(r.streams),
+			mib(r.idleRSS), mib(r.rss), mib(int64(per)), r.window.Seconds(), held)
 		if r.server == "onair" {
-			fmt.Printf("| onair + moderation decoders | %d | %.1f %% | %.2f %% | | %s | %s |\n", r.streams, 100*r.cpuChildren,
+			fmt.Printf("| onair + moderation decoders | %d | %.1f %% | %.2f %% | | %s | %s | | |\n", r.streams, 100*r.cpuChildren,
 				100*r.cpuChildren/float64(r.streams), mib(r.rssAll), mib(int64(float64(r.rssAll-r.idleRSS)/float64(r.streams))))
 		}
 	}
-	fmt.Printf("\nbitrate × window: %.2f Mbit/s × the playlist's window (see the listing table for segment lengths); 2× at %v s = %s per stream.\n\n",
-		c.bitrate/1e6, window, mib(int64(2*c.bitrate/8*window)))
+	fmt.Println()
 	return nil
+}
+
+// playlistWindow adds up the segment durations a media playlist lists.
+func playlistWindow(ctx context.Context, url string) time.Duration {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return 0
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	p, err := parsePlaylist(res.Body)
+	if err != nil {
+		return 0
+	}
+	var d time.Duration
+	for _, it := range p.items {
+		if !it.part {
+			d += it.dur
+		}
+	}
+	return d
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
@@ -245,6 +270,7 @@ func resourceRun(ctx context.Context, c config, dir, input, which string, n int)
 			}
 		}
 	}
+	r.window = playlistWindow(ctx, srv.playlistURL(0))
 	withChildren(false)
 	b := sample(srv.pids())
 	withChildren(true)
