@@ -2,24 +2,35 @@ package chat
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
 
-// Client is one WebSocket connection in a room. Its reader runs in the HTTP handler's
-// goroutine; its writer is a goroutine the reader starts and waits for.
+// Client is one WebSocket connection in a room. Its reader runs in the goroutine that serves
+// the connection; its writer is a goroutine the reader starts and waits for.
+//
+// Outbound frames are written by whoever holds the socket (busy): a broadcast tries one
+// non-blocking write straight from the room's fan-out, which is the common case and costs
+// no goroutine switch; whatever does not fit in the socket buffer is queued, in order, for the
+// writer goroutine, which blocks on the socket (with a deadline) so the room never does.
 type Client struct {
 	s     *Server
 	room  *Room
-	conn  *websocket.Conn
+	conn  *websocket.Conn // reading only; writes go to the socket directly
+	nc    net.Conn
+	raw   syscall.RawConn // nil if the connection has no file descriptor
 	id    string
 	ip    string
 	ipTag string
@@ -30,19 +41,18 @@ type Client struct {
 	mod  atomic.Bool // read by the room when applying IP bans
 
 	mu        sync.Mutex
+	busy      bool // the socket is being written (by a fan-out or the writer)
 	queue     []outItem
 	queued    int // bytes in queue
-	closeCode int // non-zero: writer sends this close frame and stops
+	closeCode int // >0: writer sends this close frame and stops; <0: gone
 	closeText string
 	wake      chan struct{}
 	stop      chan struct{} // closed when the reader is done
 }
 
-// outItem is one frame waiting to be written: shared and pre-encoded (pm) or this client's own.
+// outItem is (the rest of) one encoded frame waiting to be written.
 type outItem struct {
-	pm    *websocket.PreparedMessage
 	data  []byte
-	n     int
 	track *atomic.Int64 // the room's count of broadcast frames not yet written, or nil
 }
 
@@ -55,54 +65,139 @@ func (it *outItem) done() {
 }
 
 func newClient(s *Server, conn *websocket.Conn, ip, ipTag string, ipLim *Limiter) *Client {
-	return &Client{
-		s: s, conn: conn, id: newID("u_"), ip: ip, ipTag: ipTag, ipLim: ipLim,
+	c := &Client{
+		s: s, conn: conn, nc: conn.NetConn(), id: newID("u_"), ip: ip, ipTag: ipTag, ipLim: ipLim,
 		lim:  NewLimiter(s.opts.ConnMessages, s.opts.ConnWindow),
 		wake: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 	}
+	if sc, ok := c.nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
+	}
+	return c
 }
 
 func (c *Client) user() userJSON { return userJSON{ID: c.id, Name: c.name, Mod: c.mod.Load()} }
 
-// enqueue adds an item to the outbound queue. A client whose queue would exceed its byte budget
-// is cut off instead: the room never waits for a slow reader.
-func (c *Client) enqueue(it outItem) {
+func (c *Client) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// deliver sends one encoded frame: at once if the socket takes it, else through the queue.
+// It never blocks on the network. A client whose queue would exceed its byte budget is cut
+// off instead: the room never waits for a slow reader.
+func (c *Client) deliver(frame []byte, track *atomic.Int64) {
 	c.mu.Lock()
 	if c.closeCode != 0 {
 		c.mu.Unlock()
 		return
 	}
-	if c.queued+it.n > c.s.opts.MaxQueueBytes {
+	if c.busy || len(c.queue) > 0 || c.raw == nil {
+		c.enqueueLocked(outItem{data: frame, track: track})
 		c.mu.Unlock()
-		c.s.metrics.slowClosed.Add(1)
-		c.closeWith(websocket.ClosePolicyViolation, reasonSlow)
+		return
+	}
+	c.busy = true
+	c.mu.Unlock()
+
+	n, err := c.tryWrite(frame)
+
+	c.mu.Lock()
+	c.busy = false
+	switch {
+	case err != nil:
+		c.goneLocked()
+		c.mu.Unlock()
+		c.nc.Close() // the reader sees it and cleans up
+		return
+	case n < len(frame):
+		// Frames queued meanwhile come after the rest of this one.
+		c.queue = append(c.queue, outItem{})
+		copy(c.queue[1:], c.queue)
+		c.queue[0] = outItem{}
+		c.queued += len(frame) - n
+		if track != nil {
+			track.Add(1)
+		}
+		c.queue[0] = outItem{data: frame[n:], track: track}
+		if c.queued > c.s.opts.MaxQueueBytes {
+			c.slowLocked()
+		}
+	}
+	pending := len(c.queue) > 0 || c.closeCode != 0
+	c.mu.Unlock()
+	if pending {
+		c.signal()
+	}
+}
+
+// tryWrite writes what the socket buffer takes now, without waiting.
+func (c *Client) tryWrite(b []byte) (int, error) {
+	var n int
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), b)
+		return true // never wait for writability here: that is the writer's job
+	})
+	if err != nil {
+		return 0, err
+	}
+	if werr == syscall.EAGAIN || werr == syscall.EINTR {
+		return 0, nil
+	}
+	if werr != nil {
+		return 0, werr
+	}
+	return n, nil
+}
+
+// enqueueLocked queues an item for the writer. Called with c.mu held.
+func (c *Client) enqueueLocked(it outItem) {
+	if c.queued+len(it.data) > c.s.opts.MaxQueueBytes {
+		c.slowLocked()
 		return
 	}
 	c.queue = append(c.queue, it)
-	c.queued += it.n
+	c.queued += len(it.data)
 	if it.track != nil {
 		it.track.Add(1)
 	}
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if !c.busy {
+		c.signal()
 	}
+}
+
+func (c *Client) slowLocked() {
+	c.s.metrics.slowClosed.Add(1)
+	c.closeLocked(websocket.ClosePolicyViolation, reasonSlow)
 }
 
 // closeWith makes the writer drop what is queued, send a close frame and end the connection.
 func (c *Client) closeWith(code int, reason string) {
 	c.mu.Lock()
+	c.closeLocked(code, reason)
+	c.mu.Unlock()
+}
+
+func (c *Client) closeLocked(code int, reason string) {
 	if c.closeCode == 0 {
 		c.closeCode, c.closeText = code, reason
 		c.dropQueueLocked()
 	}
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	c.signal()
+}
+
+// goneLocked marks the connection unusable: nothing more is queued or written.
+func (c *Client) goneLocked() {
+	if c.closeCode <= 0 {
+		c.closeCode = -1
 	}
+	c.dropQueueLocked()
 }
 
 func (c *Client) dropQueueLocked() {
@@ -112,59 +207,92 @@ func (c *Client) dropQueueLocked() {
 	c.queue, c.queued = nil, 0
 }
 
-// writeLoop writes queued frames and pings until the connection ends.
+var pingFrame = []byte{0x80 | websocket.PingMessage, 0}
+
+// writeLoop writes what deliver queued, pings, and the final close frame.
 func (c *Client) writeLoop() {
 	var batch []outItem
 	defer func() {
 		c.mu.Lock()
-		if c.closeCode == 0 {
-			c.closeCode = -1 // gone: enqueue refuses from now on
-		}
-		c.dropQueueLocked()
+		c.goneLocked()
 		c.mu.Unlock()
 		for i := range batch {
 			batch[i].done()
 		}
-		c.conn.Close() // unblocks the reader when the writer gives up first
+		c.nc.Close() // unblocks the reader when the writer gives up first
 	}()
 	ping := time.NewTicker(c.s.opts.PingInterval)
 	defer ping.Stop()
 	for {
+		stopping := false
 		select {
 		case <-c.stop:
-			return
+			stopping = true // still send a close frame the reader asked for
 		case <-ping.C:
-			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.opts.WriteTimeout)); err != nil {
-				return
-			}
-			continue
+			c.mu.Lock()
+			c.enqueueLocked(outItem{data: pingFrame})
+			c.mu.Unlock()
 		case <-c.wake:
 		}
 		c.mu.Lock()
-		batch, c.queue = c.queue, batch[:0]
-		code, text := c.closeCode, c.closeText
-		c.mu.Unlock()
-		if code > 0 {
-			c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+		if c.busy {
+			c.mu.Unlock()
+			if stopping {
+				return
+			}
+			continue // the fan-out holding the socket signals when it is done
+		}
+		if code := c.closeCode; code != 0 || stopping {
+			text := c.closeText
+			c.mu.Unlock()
+			if code > 0 {
+				c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+				c.nc.Write(encodeFrame(websocket.CloseMessage, websocket.FormatCloseMessage(code, text)))
+			}
 			return
 		}
+		batch, c.queue = c.queue, batch[:0]
+		c.busy = true
+		c.mu.Unlock()
 		for i, it := range batch {
-			c.conn.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-			var err error
-			if it.pm != nil {
-				err = c.conn.WritePreparedMessage(it.pm)
-			} else {
-				err = c.conn.WriteMessage(websocket.TextMessage, it.data)
-			}
-			if err != nil {
+			c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+			if _, err := c.nc.Write(it.data); err != nil {
 				return
 			}
 			c.mu.Lock()
-			c.queued -= it.n
+			c.queued -= len(it.data)
 			c.mu.Unlock()
 			batch[i].done()
 		}
+		c.mu.Lock()
+		c.busy = false
+		more := len(c.queue) > 0 || c.closeCode != 0
+		c.mu.Unlock()
+		if more {
+			c.signal()
+		}
 	}
+}
+
+// encodeFrame returns a complete unmasked (server) WebSocket frame.
+func encodeFrame(op int, payload []byte) []byte {
+	n := len(payload)
+	var b []byte
+	switch {
+	case n < 126:
+		b = make([]byte, 2, 2+n)
+		b[1] = byte(n)
+	case n < 1<<16:
+		b = make([]byte, 4, 4+n)
+		b[1] = 126
+		binary.BigEndian.PutUint16(b[2:], uint16(n))
+	default:
+		b = make([]byte, 10, 10+n)
+		b[1] = 127
+		binary.BigEndian.PutUint64(b[2:], uint64(n))
+	}
+	b[0] = 0x80 | byte(op) // FIN
+	return append(b, payload...)
 }
 
 // serve runs the connection: join the room, read until the client goes, then clean up.
@@ -213,7 +341,7 @@ func (c *Client) serve(channel, name, token string) {
 	c.readLoop()
 }
 
-func (c *Client) send(line []byte) { c.enqueue(outItem{data: line, n: len(line)}) }
+func (c *Client) send(line []byte) { c.deliver(encodeFrame(websocket.TextMessage, line), nil) }
 
 func (c *Client) fail(code, msg, ref string, retry time.Duration) {
 	c.s.metrics.rejected(code)
@@ -222,17 +350,35 @@ func (c *Client) fail(code, msg, ref string, retry time.Duration) {
 
 func (c *Client) readLoop() {
 	o := &c.s.opts
-	c.conn.SetReadLimit(o.ReadLimit)
 	c.conn.SetReadDeadline(time.Now().Add(o.PongWait))
 	c.conn.SetPongHandler(func(string) error {
 		return c.conn.SetReadDeadline(time.Now().Add(o.PongWait))
 	})
+	// Replies go through deliver: every write to the socket has one owner at a time.
+	c.conn.SetPingHandler(func(data string) error {
+		c.deliver(encodeFrame(websocket.PongMessage, []byte(data)), nil)
+		return nil
+	})
+	c.conn.SetCloseHandler(func(code int, text string) error {
+		if code == websocket.CloseNoStatusReceived || code == websocket.CloseAbnormalClosure {
+			code = websocket.CloseNormalClosure
+		}
+		c.closeWith(code, "")
+		return nil
+	})
 	for {
-		typ, data, err := c.conn.ReadMessage()
+		typ, r, err := c.conn.NextReader()
 		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				c.s.metrics.tooBig.Add(1)
-			}
+			return
+		}
+		// Read at most one byte past the limit: a huge frame is never buffered.
+		data, err := io.ReadAll(io.LimitReader(r, o.ReadLimit+1))
+		if err != nil {
+			return
+		}
+		if int64(len(data)) > o.ReadLimit {
+			c.s.metrics.tooBig.Add(1)
+			c.closeWith(websocket.CloseMessageTooBig, "")
 			return
 		}
 		// Any frame proves the client is alive, not only pongs.

@@ -3,6 +3,7 @@ package chat
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,7 @@ type Room struct {
 
 	mu       sync.Mutex
 	clients  map[*Client]struct{}
+	fanout   []*Client // scratch for broadcastLocked
 	history  []histItem
 	epoch    string
 	lastSeq  int64
@@ -231,17 +233,35 @@ func (b *frameBatch) flush() {
 }
 
 // broadcastLocked sends one frame to every local client. Called with r.mu held.
-func (r *Room) broadcastLocked(frame []byte) {
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
-	if err != nil {
-		r.s.log.Error("chat: preparing a frame failed", "room", r.name, "err", err)
-		return
-	}
+// The frame is encoded once; the writes are spread over the CPUs, since on a big room
+// they are nearly all of the work.
+func (r *Room) broadcastLocked(payload []byte) {
+	frame := encodeFrame(websocket.TextMessage, payload)
 	r.s.metrics.frames.Add(1)
-	for c := range r.clients {
-		c.enqueue(outItem{pm: pm, n: len(frame), track: &r.inflight})
-	}
 	r.s.metrics.deliveries.Add(int64(len(r.clients)))
+	r.fanout = r.fanout[:0]
+	for c := range r.clients {
+		r.fanout = append(r.fanout, c)
+	}
+	cs := r.fanout
+	workers := min(runtime.GOMAXPROCS(0), len(cs)/256+1)
+	var wg sync.WaitGroup
+	per := (len(cs) + workers - 1) / workers
+	for w := 1; w < workers; w++ {
+		part := cs[min(w*per, len(cs)):min((w+1)*per, len(cs))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, c := range part {
+				c.deliver(frame, &r.inflight)
+			}
+		}()
+	}
+	for _, c := range cs[:min(per, len(cs))] {
+		c.deliver(frame, &r.inflight)
+	}
+	wg.Wait()
+	clear(r.fanout)
 }
 
 // apply updates local state for e and returns its public line, or nil to send nothing.
@@ -361,7 +381,7 @@ func (r *Room) add(c *Client) {
 		Type: "welcome", Channel: r.name, You: c.user(), Viewers: viewers, History: hist.Bytes(),
 		Limits: limitsJSON{MaxLength: o.MaxMessageLen, Messages: o.ConnMessages, WindowMS: o.ConnWindow.Milliseconds()},
 	})
-	c.enqueue(outItem{data: w, n: len(w)})
+	c.send(w)
 }
 
 func (r *Room) remove(c *Client) {
