@@ -2,6 +2,8 @@ package chat
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -172,4 +174,62 @@ func TestSlowReaderIsCutOff(t *testing.T) {
 		t.Fatalf("good viewer's worst delay %v", worst)
 	}
 	t.Logf("good viewer's worst delay %v", worst)
+}
+
+// A reader that lags but keeps up within its queue budget gets every frame intact and in
+// order, across partial socket writes and the hand-over to the writer goroutine.
+func TestLaggingReaderGetsEverythingInOrder(t *testing.T) {
+	o := testOptions()
+	o.SocketSendBuffer = 8 << 10
+	o.MaxQueueBytes = 8 << 20
+	o.FrameInterval = -1
+	n := startNode(t, o)
+	room := uniqueRoom(t)
+	d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			c.(*net.TCPConn).SetReadBuffer(32 << 10)
+		}
+		return c, err
+	}}
+	conn, _, err := d.Dial(n.url+room, http.Header{"X-Forwarded-For": {"10.5.1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, w, err := conn.ReadMessage(); err != nil || !strings.Contains(string(w), `"welcome"`) {
+		t.Fatalf("welcome: %s %v", w, err)
+	}
+	const total = 300
+	go func() {
+		for i := 0; i < total; i++ {
+			n.srv.Announce(room, SystemNotice, fmt.Sprintf("%d %s", i, strings.Repeat("y", 1000+i)), "")
+		}
+	}()
+	next := 0
+	for next < total {
+		time.Sleep(time.Millisecond)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			t.Fatalf("after %d: %v", next, err)
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("corrupt line after %d: %v", next, err)
+			}
+			if m["type"] != "system" {
+				continue
+			}
+			want := fmt.Sprintf("%d %s", next, strings.Repeat("y", 1000+next))
+			if m["text"] != want {
+				t.Fatalf("event %d: got %.20q", next, m["text"])
+			}
+			next++
+		}
+	}
+	if n.srv.metrics.queued.Load() == 0 {
+		t.Fatal("no frame went through the writer's queue; the test did not lag")
+	}
 }

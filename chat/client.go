@@ -52,8 +52,9 @@ type Client struct {
 
 // outItem is (the rest of) one encoded frame waiting to be written.
 type outItem struct {
-	data  []byte
-	track *atomic.Int64 // the room's count of broadcast frames not yet written, or nil
+	data    []byte
+	track   *atomic.Int64 // the room's count of broadcast frames not yet written, or nil
+	partial bool          // the rest of a frame already begun on the wire: must be finished
 }
 
 // done marks the item written or dropped.
@@ -116,6 +117,7 @@ func (c *Client) deliver(frame []byte, track *atomic.Int64) {
 		c.nc.Close() // the reader sees it and cleans up
 		return
 	case n < len(frame):
+		c.s.metrics.queued.Add(1)
 		// Frames queued meanwhile come after the rest of this one.
 		c.queue = append(c.queue, outItem{})
 		copy(c.queue[1:], c.queue)
@@ -124,7 +126,7 @@ func (c *Client) deliver(frame []byte, track *atomic.Int64) {
 		if track != nil {
 			track.Add(1)
 		}
-		c.queue[0] = outItem{data: frame[n:], track: track}
+		c.queue[0] = outItem{data: frame[n:], track: track, partial: true}
 		if c.queued > c.s.opts.MaxQueueBytes {
 			c.slowLocked()
 		}
@@ -162,6 +164,7 @@ func (c *Client) enqueueLocked(it outItem) {
 		c.slowLocked()
 		return
 	}
+	c.s.metrics.queued.Add(1)
 	c.queue = append(c.queue, it)
 	c.queued += len(it.data)
 	if it.track != nil {
@@ -187,7 +190,19 @@ func (c *Client) closeWith(code int, reason string) {
 func (c *Client) closeLocked(code int, reason string) {
 	if c.closeCode == 0 {
 		c.closeCode, c.closeText = code, reason
+		// Drop what is queued, except the end of a frame already begun: the close frame
+		// can only follow whole frames.
+		var head []outItem
+		if len(c.queue) > 0 && c.queue[0].partial {
+			head, c.queue = c.queue[:1:1], c.queue[1:]
+		}
 		c.dropQueueLocked()
+		c.queue = head
+		for _, it := range head {
+			c.queued += len(it.data)
+		}
+		// A write blocked on a full socket gets a second, not WriteTimeout, to finish.
+		c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 	}
 	c.signal()
 }
@@ -206,6 +221,9 @@ func (c *Client) dropQueueLocked() {
 	}
 	c.queue, c.queued = nil, 0
 }
+
+// closeGrace bounds the writes a closing connection still makes.
+const closeGrace = time.Second
 
 var pingFrame = []byte{0x80 | websocket.PingMessage, 0}
 
@@ -242,11 +260,11 @@ func (c *Client) writeLoop() {
 			}
 			continue // the fan-out holding the socket signals when it is done
 		}
-		if code := c.closeCode; code != 0 || stopping {
+		if code := c.closeCode; (code != 0 || stopping) && (len(c.queue) == 0 || !c.queue[0].partial) {
 			text := c.closeText
 			c.mu.Unlock()
 			if code > 0 {
-				c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+				c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 				c.nc.Write(encodeFrame(websocket.CloseMessage, websocket.FormatCloseMessage(code, text)))
 			}
 			return
@@ -255,14 +273,27 @@ func (c *Client) writeLoop() {
 		c.busy = true
 		c.mu.Unlock()
 		for i, it := range batch {
-			c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+			c.mu.Lock()
+			closing := c.closeCode != 0
+			c.mu.Unlock()
+			if closing && !it.partial {
+				break // whole frames queued before a close are dropped
+			}
+			timeout := c.s.opts.WriteTimeout
+			if closing {
+				timeout = closeGrace
+			}
+			c.nc.SetWriteDeadline(time.Now().Add(timeout))
 			if _, err := c.nc.Write(it.data); err != nil {
-				return
+				return // maybe mid-frame: no close frame can follow
 			}
 			c.mu.Lock()
 			c.queued -= len(it.data)
 			c.mu.Unlock()
 			batch[i].done()
+		}
+		for i := range batch {
+			batch[i].done() // the ones skipped above
 		}
 		c.mu.Lock()
 		c.busy = false

@@ -15,6 +15,7 @@ type metrics struct {
 	frames        atomic.Int64
 	deliveries    atomic.Int64
 	slowClosed    atomic.Int64
+	queued        atomic.Int64
 	refused       atomic.Int64
 	tooBig        atomic.Int64
 	upgradeErrors atomic.Int64
@@ -45,6 +46,7 @@ func (s *Server) WriteMetrics(w io.Writer) {
 	g("onair_chat_messages_total", "Chat messages accepted from this node's clients.", "counter", m.messages.Load())
 	g("onair_chat_frames_total", "Frames encoded for broadcast (each once, for all viewers).", "counter", m.frames.Load())
 	g("onair_chat_deliveries_total", "Broadcast frames queued to clients.", "counter", m.deliveries.Load())
+	g("onair_chat_queued_frames_total", "Frames the socket did not take at once, left to the connection's writer.", "counter", m.queued.Load())
 	g("onair_chat_slow_consumer_closes_total", "Connections closed because their outbound queue overflowed.", "counter", m.slowClosed.Load())
 	g("onair_chat_refused_connections_total", "Connections refused (per-IP limit, banned IP).", "counter", m.refused.Load())
 	g("onair_chat_oversized_frames_total", "Connections closed for a frame over the read limit.", "counter", m.tooBig.Load())
