@@ -116,12 +116,11 @@ func (c *Client) deliver(frame []byte, track *atomic.Int64) {
 		c.mu.Unlock()
 		c.nc.Close() // the reader sees it and cleans up
 		return
-	case n < len(frame):
+	case n < len(frame) && c.closeCode >= 0: // (a gone connection's writer is no more)
 		c.s.metrics.queued.Add(1)
 		// Frames queued meanwhile come after the rest of this one.
 		c.queue = append(c.queue, outItem{})
 		copy(c.queue[1:], c.queue)
-		c.queue[0] = outItem{}
 		c.queued += len(frame) - n
 		if track != nil {
 			track.Add(1)

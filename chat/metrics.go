@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // metrics are the server's counters, exported by WriteMetrics.
@@ -22,8 +23,28 @@ type metrics struct {
 	gapFilled     atomic.Int64
 	modActions    atomic.Int64
 
+	fanout fanoutHist
+
 	mu       sync.Mutex
 	rejectBy map[string]int64
+}
+
+// fanoutBounds are the histogram buckets (seconds) of a frame's fan-out time.
+var fanoutBounds = [...]float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
+
+// fanoutHist times how long a frame takes to reach every local socket (or its queue).
+type fanoutHist struct {
+	buckets [len(fanoutBounds) + 1]atomic.Int64
+	sumNS   atomic.Int64
+}
+
+func (h *fanoutHist) observe(d time.Duration) {
+	i := 0
+	for i < len(fanoutBounds) && d.Seconds() > fanoutBounds[i] {
+		i++
+	}
+	h.buckets[i].Add(1)
+	h.sumNS.Add(int64(d))
 }
 
 func (m *metrics) rejected(code string) {
@@ -53,6 +74,15 @@ func (s *Server) WriteMetrics(w io.Writer) {
 	g("onair_chat_upgrade_errors_total", "Failed WebSocket handshakes.", "counter", m.upgradeErrors.Load())
 	g("onair_chat_gap_filled_total", "Events recovered from history after a bus gap.", "counter", m.gapFilled.Load())
 	g("onair_chat_moderation_actions_total", "Moderator actions performed.", "counter", m.modActions.Load())
+	fmt.Fprintf(w, "# HELP onair_chat_fanout_seconds Time to hand one broadcast frame to every local viewer's socket.\n# TYPE onair_chat_fanout_seconds histogram\n")
+	var cum int64
+	for i, b := range fanoutBounds {
+		cum += m.fanout.buckets[i].Load()
+		fmt.Fprintf(w, "onair_chat_fanout_seconds_bucket{le=\"%g\"} %d\n", b, cum)
+	}
+	cum += m.fanout.buckets[len(fanoutBounds)].Load()
+	fmt.Fprintf(w, "onair_chat_fanout_seconds_bucket{le=\"+Inf\"} %d\n", cum)
+	fmt.Fprintf(w, "onair_chat_fanout_seconds_sum %g\nonair_chat_fanout_seconds_count %d\n", time.Duration(m.fanout.sumNS.Load()).Seconds(), cum)
 	up := int64(1)
 	if s.bus.Ready() != nil {
 		up = 0

@@ -236,6 +236,8 @@ func (b *frameBatch) flush() {
 // The frame is encoded once; the writes are spread over the CPUs, since on a big room
 // they are nearly all of the work.
 func (r *Room) broadcastLocked(payload []byte) {
+	start := time.Now()
+	defer func() { r.s.metrics.fanout.observe(time.Since(start)) }()
 	frame := encodeFrame(websocket.TextMessage, payload)
 	r.s.metrics.frames.Add(1)
 	r.s.metrics.deliveries.Add(int64(len(r.clients)))

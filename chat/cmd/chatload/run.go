@@ -344,9 +344,13 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	got := received.Load()
 	var frames, deliveries int64
+	fanout := map[string]int64{}
 	for _, k := range kids {
 		frames += metric(k.addr, "onair_chat_frames_total")
 		deliveries += metric(k.addr, "onair_chat_deliveries_total")
+		for _, le := range []string{"0.01", "0.025", "0.05", "0.1", "0.25", "+Inf"} {
+			fanout[le] += metric(k.addr, `onair_chat_fanout_seconds_bucket{le="`+le+`"}`)
+		}
 	}
 	for _, c := range append(conns, sconns...) {
 		c.Close()
@@ -362,6 +366,11 @@ func runBench(ctx context.Context, args []string) error {
 	fmt.Printf("sent=%d refused=%d expected_deliveries=%d received=%d lost=%d\n", sent.Load(), refused.Load(), expected, got, expected-got)
 	fmt.Printf("deliveries/s=%.0f (server frames written: %d, %.2f events per frame)\n", float64(got)/dur.Seconds(), deliveries, float64(got)/float64(max(deliveries, 1)))
 	_ = frames
+	if all := fanout["+Inf"]; all > 0 {
+		fmt.Printf("server fan-out per frame (all frames of the run): ≤10ms %.1f%%, ≤25ms %.1f%%, ≤50ms %.1f%%, ≤100ms %.1f%%, ≤250ms %.1f%%\n",
+			100*float64(fanout["0.01"])/float64(all), 100*float64(fanout["0.025"])/float64(all), 100*float64(fanout["0.05"])/float64(all),
+			100*float64(fanout["0.1"])/float64(all), 100*float64(fanout["0.25"])/float64(all))
+	}
 	fmt.Printf("latency p50=%v p99=%v max=%v\n", h.quantile(0.50), h.quantile(0.99), time.Duration(h.max.Load()).Round(100*time.Microsecond))
 	cpuPct := 100 * float64(cpu1-cpu0) / float64(elapsed)
 	_ = sort.Ints
