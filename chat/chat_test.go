@@ -39,6 +39,9 @@ func TestJoinSendHistory(t *testing.T) {
 		t.Fatalf("ViewerCount = %d", got)
 	}
 	// System messages.
+	if n.srv.Announce(room, "party", "x", "") == nil || n.srv.Announce("Bad!", SystemLive, "", "") == nil {
+		t.Fatal("bad announce accepted")
+	}
 	if err := n.srv.Announce(room, SystemTakenDown, "", "policy"); err != nil {
 		t.Fatal(err)
 	}

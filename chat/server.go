@@ -271,6 +271,11 @@ func (s *Server) Announce(channel, kind, text, reason string) error {
 	if !validChannel(channel) {
 		return fmt.Errorf("chat: announce: invalid channel %q", channel)
 	}
+	switch kind {
+	case SystemLive, SystemOffline, SystemTakenDown, SystemNotice:
+	default:
+		return fmt.Errorf("chat: announce: unknown kind %q", kind)
+	}
 	if text == "" {
 		switch kind {
 		case SystemLive:
