@@ -337,3 +337,13 @@ func (s *Segmenter) Close() {
 		st.close()
 	}
 }
+
+// minSegment is the length at which the muxer may cut a segment at the next
+// keyframe. It sits under SegmentDuration so that a keyframe one SegmentDuration
+// after the segment's start is never skipped (which would double every segment
+// and the target duration): gohlslib gives the broadcast's first keyframe a DTS
+// equal to its PTS, up to the B-frame reorder delay (2–4 frames) late, and RTMP
+// rounds timestamps to milliseconds.
+func (s *Segmenter) minSegment() time.Duration {
+	return s.opts.SegmentDuration - min(s.opts.SegmentDuration/5, 200*time.Millisecond)
+}

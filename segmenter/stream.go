@@ -158,7 +158,7 @@ func newStream(s *Segmenter, b *ingest.Broadcast, log *slog.Logger, msnBase, dis
 		Tracks:             tracks,
 		Variant:            variant,
 		SegmentCount:       s.opts.SegmentCount,
-		SegmentMinDuration: s.opts.SegmentDuration,
+		SegmentMinDuration: s.minSegment(),
 		PartMinDuration:    s.opts.PartDuration,
 		OnEncodeError: func(err error) {
 			s.metrics.encodeWarnings.Add(1)
@@ -235,13 +235,13 @@ func (st *stream) writeVideo(au ingest.AccessUnit) error {
 	if err != nil {
 		return err
 	}
-	minSeg := ticks(st.seg.opts.SegmentDuration, 90000)
+	minSeg := ticks(st.seg.minSegment(), 90000)
 	if au.Key {
 		if w.haveKey {
 			gap := au.DTS - w.lastKeyTs
 			st.mu.Lock()
 			st.maxKeyGap = max(st.maxKeyGap, gap)
-			if gap < st.seg.opts.SegmentDuration {
+			if gap < st.seg.minSegment() {
 				st.shortGap = true
 			}
 			st.mu.Unlock()
@@ -402,7 +402,7 @@ func (st *stream) writeAudio(au ingest.AccessUnit) error {
 		if !w.audioOK || abs(pts-w.audioNext) > w.audioPerAU/2 {
 			w.audioNext, w.audioOK = pts, true
 		}
-		if st.video == nil && (!w.audioSegOK || w.audioNext-w.audioSegStart >= ticks(st.seg.opts.SegmentDuration, rate)) {
+		if st.video == nil && (!w.audioSegOK || w.audioNext-w.audioSegStart >= ticks(st.seg.minSegment(), rate)) {
 			w.audioSegStart, w.audioSegOK = w.audioNext, true // mirrors gohlslib's cut rule
 		}
 		err = st.mux.WriteMPEG4Audio(st.audio, st.ntp(au.PTS), w.audioNext, [][]byte{au.Frame})
@@ -450,7 +450,7 @@ func (st *stream) flushInner() error {
 		if _, ok := st.audio.Codec.(*codecs.MPEG4Audio); !ok || w.lastAudio == nil {
 			return nil
 		}
-		minLen := ticks(st.seg.opts.SegmentDuration, st.audio.ClockRate)
+		minLen := ticks(st.seg.minSegment(), st.audio.ClockRate)
 		pts := max(w.audioNext, w.audioSegStart+minLen)
 		return st.mux.WriteMPEG4Audio(st.audio, st.ntp(0), pts, [][]byte{w.lastAudio})
 	}
@@ -461,7 +461,7 @@ func (st *stream) flushInner() error {
 	if fd <= 0 {
 		fd = 3000 // 30 fps
 	}
-	want := max(w.lastDTS+fd, w.segStart+ticks(st.seg.opts.SegmentDuration, 90000))
+	want := max(w.lastDTS+fd, w.segStart+ticks(st.seg.minSegment(), 90000))
 	// The extractor decides the keyframe's DTS from its PTS; find a PTS that
 	// lands it at or past want (the frame itself is never published).
 	pts := max(want, w.lastPTS+fd)
