@@ -108,3 +108,53 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A room that empties and refills at once on a node stays subscribed.
+func TestRedisResubscribeRace(t *testing.T) {
+	b := newRedisBus(t, testRedisURL, "resub-"+t.Name())
+	room := uniqueRoom(t)
+	for i := 0; i < 50; i++ {
+		cancel := b.Subscribe(room, func(Event) {})
+		done := make(chan struct{})
+		go func() { cancel(); close(done) }()
+		cancel2 := b.Subscribe(room, func(Event) {})
+		<-done
+		b.chanMu.Lock()
+		active := b.active[room]
+		b.chanMu.Unlock()
+		if !active {
+			t.Fatalf("iteration %d: room left unsubscribed", i)
+		}
+		cancel2()
+	}
+	got := make(chan Event, 1)
+	subscribed := make(chan struct{}, 1)
+	cancel := b.Subscribe(room, func(e Event) {
+		if e.Fill { // sent when Redis confirms the subscription
+			select {
+			case subscribed <- struct{}{}:
+			default:
+			}
+			return
+		}
+		got <- e
+	})
+	defer cancel()
+	select {
+	case <-subscribed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("subscription not confirmed")
+	}
+	e := &Event{Kind: KindSystem, ID: "m_x", Body: []byte(`{"type":"system"}`)}
+	if err := b.Publish(context.Background(), room, e, 50); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-got:
+		if ev.Seq != e.Seq {
+			t.Fatalf("seq %d, want %d", ev.Seq, e.Seq)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no event")
+	}
+}

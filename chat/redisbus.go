@@ -39,6 +39,9 @@ type RedisBus struct {
 	mu     sync.Mutex
 	subs   map[string]map[int]func(Event) // room → subscribers on this node
 	nextID int
+
+	chanMu sync.Mutex      // serializes pub/sub (un)subscribe calls
+	active map[string]bool // rooms whose channel is subscribed; guarded by chanMu
 }
 
 // Lua scripts: each runs atomically, so the sequence order is the publish order.
@@ -125,7 +128,7 @@ func NewRedisBus(ctx context.Context, url, nodeID string, log *slog.Logger, ro R
 	}
 	b := &RedisBus{
 		rdb: redis.NewClient(opt), node: nodeID, log: log, presenceTTL: ro.PresenceTTL,
-		subs: make(map[string]map[int]func(Event)),
+		subs: make(map[string]map[int]func(Event)), active: make(map[string]bool),
 	}
 	if err := b.rdb.Ping(ctx).Err(); err != nil {
 		b.rdb.Close()
@@ -324,8 +327,7 @@ func restrictedFrom(res []int64) error {
 func (b *RedisBus) Subscribe(room string, deliver func(Event)) func() {
 	b.mu.Lock()
 	subs := b.subs[room]
-	first := subs == nil
-	if first {
+	if subs == nil {
 		subs = make(map[int]func(Event))
 		b.subs[room] = subs
 	}
@@ -333,32 +335,45 @@ func (b *RedisBus) Subscribe(room string, deliver func(Event)) func() {
 	b.nextID++
 	subs[id] = deliver
 	b.mu.Unlock()
-	if first {
-		ctx, cancel := context.WithTimeout(b.ctx, time.Second)
-		if err := b.ps.Subscribe(ctx, channelOf(room)); err != nil {
-			// go-redis re-subscribes remembered channels when the connection comes back.
-			b.log.Warn("chat: redis subscribe failed; will retry on reconnect", "room", room, "err", err)
-		}
-		cancel()
-	}
+	b.syncChannel(room)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			b.mu.Lock()
-			subs := b.subs[room]
-			delete(subs, id)
-			last := len(subs) == 0
-			if last {
+			delete(b.subs[room], id)
+			if len(b.subs[room]) == 0 {
 				delete(b.subs, room)
 			}
 			b.mu.Unlock()
-			if last && b.ctx.Err() == nil {
-				ctx, cancel := context.WithTimeout(b.ctx, time.Second)
-				b.ps.Unsubscribe(ctx, channelOf(room))
-				cancel()
-			}
+			b.syncChannel(room)
 		})
 	}
+}
+
+// syncChannel makes the pub/sub subscription of room match whether it has subscribers.
+// Serialized, and reading the wanted state under the lock, so a room that closes and reopens
+// at once never ends up unsubscribed.
+func (b *RedisBus) syncChannel(room string) {
+	b.chanMu.Lock()
+	defer b.chanMu.Unlock()
+	b.mu.Lock()
+	want := len(b.subs[room]) > 0
+	b.mu.Unlock()
+	if want == b.active[room] || b.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, time.Second)
+	defer cancel()
+	if want {
+		b.active[room] = true
+		if err := b.ps.Subscribe(ctx, channelOf(room)); err != nil {
+			// go-redis re-subscribes remembered channels when the connection comes back.
+			b.log.Warn("chat: redis subscribe failed; will retry on reconnect", "room", room, "err", err)
+		}
+		return
+	}
+	delete(b.active, room)
+	b.ps.Unsubscribe(ctx, channelOf(room)) // forgotten by go-redis even if this send fails
 }
 
 // History implements Bus.
