@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"syscall"
@@ -45,5 +44,3 @@ func raiseNoFile() {
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 	}
 }
-
-var _ = flag.CommandLine

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -373,7 +372,6 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("latency p50=%v p99=%v max=%v\n", h.quantile(0.50), h.quantile(0.99), time.Duration(h.max.Load()).Round(100*time.Microsecond))
 	cpuPct := 100 * float64(cpu1-cpu0) / float64(elapsed)
-	_ = sort.Ints
 	fmt.Printf("server_cpu=%.1f%% of one core (all nodes together, during sending; kernel %.1f%%)\n", cpuPct, 100*float64(sys1-sys0)/float64(elapsed))
 	fmt.Printf("load_tool_cpu=%.1f%% of one core; loadavg before: %s; after: %s\n", 100*float64(self1-self0)/float64(elapsed),
 		strings.Join(strings.Fields(string(load0))[:3], " "), strings.Join(strings.Fields(string(load1))[:3], " "))
@@ -381,8 +379,6 @@ func runBench(ctx context.Context, args []string) error {
 		float64(rss0)/(1<<20), float64(rss1)/(1<<20), float64(rss2)/(1<<20), float64(rss1-rss0)/float64(*viewers)/1024)
 	return nil
 }
-
-var _ = sort.Ints
 
 // metric reads one counter from a node's /metrics.
 func metric(addr, name string) int64 {
