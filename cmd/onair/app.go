@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/onairhq/onair/chat"
 	"github.com/onairhq/onair/ingest"
 	"github.com/onairhq/onair/moderation"
@@ -41,6 +43,8 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	a.busName = "memory"
 	if cfg.RedisURL != "" {
 		a.busName = "redis"
+		// go-redis would otherwise log every failed dial during an outage; the bus logs it once.
+		redis.SetLogger(chat.QuietRedisLogger{})
 		a.bus, err = chat.NewRedisBus(context.Background(), cfg.RedisURL, nodeID(), log.With("part", "chat-bus"), chat.RedisOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("connect chat bus to redis-url: %w", err)
