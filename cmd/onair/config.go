@@ -28,6 +28,7 @@ type Config struct {
 	DataDir   string `key:"data-dir" help:"directory for state kept across restarts (generated keys, secret)"`
 	LogLevel  string `key:"log-level" help:"debug, info, warn or error"`
 	LogFormat string `key:"log-format" help:"text or json"`
+	DebugAddr string `key:"debug-addr" help:"listen address for Go's net/http/pprof profiling endpoints (empty: off; never expose it publicly)"`
 
 	Channels       []string      `key:"channel" help:"a channel as NAME:KEY (repeatable; a name may repeat to add keys)"`
 	App            string        `key:"rtmp-app" help:"RTMP application name publishers use"`

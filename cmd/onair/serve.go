@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -62,6 +63,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
+	var dbgSrv *http.Server
+	if cfg.DebugAddr != "" {
+		dbgLn, err := net.Listen("tcp", cfg.DebugAddr)
+		if err != nil {
+			rtmpLn.Close()
+			httpLn.Close()
+			return fmt.Errorf("listen for debugging on %s (debug-addr): %w", cfg.DebugAddr, err)
+		}
+		dbgSrv = &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second}
+		log.Info("profiling endpoints listening", "addr", dbgLn.Addr().String())
+		wg.Go(func() { _ = dbgSrv.Serve(dbgLn) })
+	}
 	wg.Go(func() {
 		if err := app.hub.Serve(ctx, rtmpLn); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("RTMP server: %w", err)
@@ -93,10 +106,25 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
+	if dbgSrv != nil {
+		dbgSrv.Close()
+	}
 	app.close()
 	wg.Wait()
 	log.Info("stopped")
 	return runErr
+}
+
+// debugHandler serves Go's runtime profiles (net/http/pprof) on their usual
+// paths, on a listener of its own so they never reach the public mux.
+func debugHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 func firstSet(vals ...string) string {
