@@ -78,6 +78,10 @@ type session struct {
 	tracks Tracks
 	tl     *timeline
 
+	// Reading media messages.
+	scratch bytes.Buffer
+	lr      io.LimitedReader
+
 	badTagLogged bool
 	kicked       atomic.Bool
 }
@@ -289,12 +293,9 @@ func (s *session) onMedia(kind Kind, ts uint32, payload io.Reader) error {
 		return nil // media after unpublish, or on a non-publishing stream
 	}
 	now := time.Now()
-	b, err := io.ReadAll(io.LimitReader(payload, maxMessageSize+1))
+	b, err := s.readMessage(payload)
 	if err != nil {
-		return fmt.Errorf("read media message: %w", err)
-	}
-	if len(b) > maxMessageSize {
-		return fmt.Errorf("media message over %d bytes", maxMessageSize)
+		return err
 	}
 	s.hub.stats.bytes.Add(uint64(len(b)))
 	s.ch.meter.add(now, len(b))
@@ -336,6 +337,33 @@ func (s *session) onMedia(kind Kind, ts uint32, payload io.Reader) error {
 	s.forward(p)
 	return nil
 }
+
+// readMessage returns a media message's bytes in a slice of their own (the
+// access units made from it outlive go-rtmp's reused buffer). The message is
+// first read into a scratch buffer kept across messages, so each one costs a
+// single allocation of its exact size rather than io.ReadAll's growing copies.
+func (s *session) readMessage(payload io.Reader) ([]byte, error) {
+	s.lr = io.LimitedReader{R: payload, N: maxMessageSize + 1}
+	s.scratch.Reset()
+	_, err := s.scratch.ReadFrom(&s.lr)
+	s.lr.R = nil
+	if err != nil {
+		return nil, fmt.Errorf("read media message: %w", err)
+	}
+	if s.scratch.Len() > maxMessageSize {
+		s.scratch = bytes.Buffer{}
+		return nil, fmt.Errorf("media message over %d bytes", maxMessageSize)
+	}
+	b := make([]byte, s.scratch.Len())
+	copy(b, s.scratch.Bytes())
+	if s.scratch.Cap() > maxScratch {
+		s.scratch = bytes.Buffer{} // an outsized frame: do not hold on to its buffer
+	}
+	return b, nil
+}
+
+// maxScratch is the largest read buffer a session keeps between messages.
+const maxScratch = 1 << 20
 
 func kindName(k Kind) string {
 	if k == KindAudio {
