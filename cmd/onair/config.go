@@ -22,13 +22,15 @@ import (
 type Config struct {
 	ConfigFile string `key:"config" help:"YAML configuration file"`
 
-	RTMPAddr  string `key:"rtmp-addr" help:"RTMP listen address for publishers"`
-	HTTPAddr  string `key:"http-addr" help:"HTTP listen address (HLS, chat, API, watch pages)"`
-	PublicURL string `key:"public-url" help:"base URL viewers use to reach this server (printed URLs); default http://<host>:<http port>"`
-	DataDir   string `key:"data-dir" help:"directory for state kept across restarts (generated keys, secret)"`
-	LogLevel  string `key:"log-level" help:"debug, info, warn or error"`
-	LogFormat string `key:"log-format" help:"text or json"`
-	DebugAddr string `key:"debug-addr" help:"listen address for Go's net/http/pprof profiling endpoints (empty: off; never expose it publicly)"`
+	RTMPAddr       string `key:"rtmp-addr" help:"RTMP listen address for publishers"`
+	HTTPAddr       string `key:"http-addr" help:"HTTP listen address (HLS, chat, API, watch pages)"`
+	PublicURL      string `key:"public-url" help:"base URL viewers use to reach this server (printed URLs); default http://<host>:<http port>"`
+	DataDir        string `key:"data-dir" help:"directory for state kept across restarts (generated keys, secret)"`
+	LogLevel       string `key:"log-level" help:"debug, info, warn or error"`
+	LogFormat      string `key:"log-format" help:"text or json"`
+	GCPercent      int    `key:"gc-percent" help:"Go garbage collector target: heap growth over live data, in percent, before a collection (0: leave it to GOGC); lower trades a little CPU for memory"`
+	MemoryLimitMiB int    `key:"memory-limit-mib" help:"soft limit of the process's Go memory in MiB; the collector works harder near it (0: none; GOMEMLIMIT also works)"`
+	DebugAddr      string `key:"debug-addr" help:"listen address for Go's net/http/pprof profiling endpoints (empty: off; never expose it publicly)"`
 
 	Channels       []string      `key:"channel" help:"a channel as NAME:KEY (repeatable; a name may repeat to add keys)"`
 	App            string        `key:"rtmp-app" help:"RTMP application name publishers use"`
@@ -76,6 +78,7 @@ func defaultConfig() Config {
 		DataDir:   "onair-data",
 		LogLevel:  "info",
 		LogFormat: "text",
+		GCPercent: 50,
 		App:       "live",
 		Grace:     15 * time.Second,
 
@@ -333,6 +336,12 @@ func (c *Config) validate() error {
 	}
 	if c.HLSPartDuration <= 0 || c.HLSPartDuration > c.HLSSegmentDuration {
 		bad("hls-part-duration", "must be positive and at most hls-segment-duration")
+	}
+	if c.GCPercent < 0 {
+		bad("gc-percent", "must not be negative")
+	}
+	if c.MemoryLimitMiB < 0 {
+		bad("memory-limit-mib", "must not be negative")
 	}
 	if c.HLSSegmentCount < 3 {
 		bad("hls-segment-count", "must be at least 3 (players need three segments)")

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	applyGCSettings(cfg)
 
 	st, err := loadState(cfg.DataDir)
 	if err != nil {
@@ -113,6 +115,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	wg.Wait()
 	log.Info("stopped")
 	return runErr
+}
+
+// applyGCSettings tunes the Go runtime's collector. onair's heap is mostly
+// the media of each playlist's window in pointer-free buffers, which are cheap
+// to collect, so a lower GOGC than Go's 100 costs little CPU and keeps the
+// resident size closer to the data actually held.
+func applyGCSettings(cfg Config) {
+	if cfg.GCPercent > 0 {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
+	if cfg.MemoryLimitMiB > 0 {
+		debug.SetMemoryLimit(int64(cfg.MemoryLimitMiB) << 20)
+	}
 }
 
 // debugHandler serves Go's runtime profiles (net/http/pprof) on their usual
