@@ -135,7 +135,7 @@ func TestDecoderFootprint(t *testing.T) {
 			}
 			var ask func(time.Duration)
 			var asks sync.WaitGroup
-			if strings.Contains(mode, "asked") {
+			if strings.Contains(mode, "asked every") {
 				next := 5 * time.Second
 				ask = func(el time.Duration) {
 					if el < next {

@@ -11,12 +11,13 @@ import (
 
 // metrics are the Moderator's counters, written out in Prometheus text format.
 type metrics struct {
-	live       atomic.Int64
-	sampled    atomic.Uint64
-	superseded atomic.Uint64
-	decoded    atomic.Uint64
-	failOpen   atomic.Uint64
-	failClosed atomic.Uint64
+	live          atomic.Int64
+	sampled       atomic.Uint64
+	superseded    atomic.Uint64
+	decoded       atomic.Uint64
+	decoderStarts atomic.Uint64
+	failOpen      atomic.Uint64
+	failClosed    atomic.Uint64
 
 	mu          sync.Mutex
 	frames      uint64 // frames with a verdict (screened)
@@ -87,6 +88,7 @@ func (m *Moderator) WriteMetrics(w io.Writer) error {
 	p("# HELP onair_moderation_samples_total Keyframes sampled for screening.\n# TYPE onair_moderation_samples_total counter\nonair_moderation_samples_total %d\n", mt.sampled.Load())
 	p("# HELP onair_moderation_samples_superseded_total Samples replaced by a newer one before screening.\n# TYPE onair_moderation_samples_superseded_total counter\nonair_moderation_samples_superseded_total %d\n", mt.superseded.Load())
 	p("# HELP onair_moderation_frames_decoded_total Keyframes decoded to JPEG.\n# TYPE onair_moderation_frames_decoded_total counter\nonair_moderation_frames_decoded_total %d\n", mt.decoded.Load())
+	p("# HELP onair_moderation_decoder_starts_total ffmpeg decoder processes started.\n# TYPE onair_moderation_decoder_starts_total counter\nonair_moderation_decoder_starts_total %d\n", mt.decoderStarts.Load())
 	p("# HELP onair_moderation_frames_screened_total Frames that got a final verdict.\n# TYPE onair_moderation_frames_screened_total counter\nonair_moderation_frames_screened_total %d\n", mt.frames)
 	p("# HELP onair_moderation_screening_seconds Time from a keyframe's arrival at ingest to its final verdict.\n# TYPE onair_moderation_screening_seconds summary\nonair_moderation_screening_seconds_sum %g\nonair_moderation_screening_seconds_count %d\n", mt.latencySum.Seconds(), mt.frames)
 	p("# HELP onair_moderation_verdicts_total Screener verdicts by action.\n# TYPE onair_moderation_verdicts_total counter\n")

@@ -5,8 +5,10 @@
 // (the first, then one per Interval), decodes them to JPEG with a long-lived
 // ffmpeg process, and runs the screeners in order: a perceptual-hash
 // blocklist, then an HTTP webhook. A block verdict takes the broadcast down
-// through the Enforcer; a flag is recorded. All of it runs beside the media
-// path: Consume only drains its feed and hands keyframes to a one-slot mailbox.
+// through the Enforcer; a flag is recorded. Without screeners, keyframes are
+// decoded only for thumbnails, on demand, each by an ffmpeg process started
+// for it. All of it runs beside the media path: Consume only drains its feed
+// and hands keyframes to a one-slot mailbox.
 package moderation
 
 import (
@@ -87,6 +89,12 @@ type Options struct {
 	FrameWidth int
 	// DecodeTimeout bounds decoding one keyframe (default 3 s).
 	DecodeTimeout time.Duration
+	// ThumbnailInterval applies when no screener is configured: frames are
+	// then decoded only for thumbnails, on demand (the first keyframe of a
+	// broadcast, then when a thumbnail is asked for), by an ffmpeg process
+	// started for that frame, at most once per ThumbnailInterval per
+	// broadcast (default 10 s).
+	ThumbnailInterval time.Duration
 
 	// Enforcer takes broadcasts down. Without one, blocks are only logged.
 	Enforcer Enforcer
@@ -104,18 +112,19 @@ type Options struct {
 // DefaultOptions returns the defaults, with the gate on.
 func DefaultOptions() Options {
 	return Options{
-		Interval:         2 * time.Second,
-		HashDistance:     10,
-		BlocklistPoll:    3 * time.Second,
-		ScreenTimeout:    5 * time.Second,
-		Gate:             true,
-		FailurePolicy:    FailOpen,
-		FailureAfter:     10 * time.Second,
-		DefaultBan:       10 * time.Minute,
-		FFmpegPath:       "ffmpeg",
-		FrameWidth:       640,
-		DecodeTimeout:    3 * time.Second,
-		EventsPerChannel: 50,
+		Interval:          2 * time.Second,
+		HashDistance:      10,
+		BlocklistPoll:     3 * time.Second,
+		ScreenTimeout:     5 * time.Second,
+		Gate:              true,
+		FailurePolicy:     FailOpen,
+		FailureAfter:      10 * time.Second,
+		DefaultBan:        10 * time.Minute,
+		FFmpegPath:        "ffmpeg",
+		FrameWidth:        640,
+		DecodeTimeout:     3 * time.Second,
+		ThumbnailInterval: 10 * time.Second,
+		EventsPerChannel:  50,
 	}
 }
 
@@ -150,6 +159,9 @@ func (o *Options) fill() {
 	}
 	if o.DecodeTimeout <= 0 {
 		o.DecodeTimeout = d.DecodeTimeout
+	}
+	if o.ThumbnailInterval <= 0 {
+		o.ThumbnailInterval = d.ThumbnailInterval
 	}
 	if o.EventsPerChannel <= 0 {
 		o.EventsPerChannel = d.EventsPerChannel
@@ -214,6 +226,13 @@ type broadcastState struct {
 	thumb        []byte
 	thumbAt      time.Time
 	thumbETag    string
+
+	// Without screeners, thumbnails are decoded on demand: a stale one is
+	// asked for on want, and round is closed (and replaced) each time the
+	// thumbnail loop has dealt with the asks so far.
+	thumbMade time.Time // when thumb was decoded
+	want      chan struct{}
+	round     chan struct{}
 }
 
 var _ ingest.Consumer = (*Moderator)(nil)
@@ -311,24 +330,58 @@ func (m *Moderator) Status(channel string) Status {
 }
 
 // Thumbnail returns the newest screened keyframe of the channel's live
-// broadcast as JPEG, and when it was received.
+// broadcast as JPEG, and when it was received. It never waits; without
+// screeners, a thumbnail older than ThumbnailInterval is refreshed in the
+// background for the next call.
 func (m *Moderator) Thumbnail(channel string) ([]byte, time.Time, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := m.channels[channel]
-	if st == nil || st.thumb == nil {
+	if st == nil {
+		return nil, time.Time{}, false
+	}
+	m.askThumbLocked(st)
+	if st.thumb == nil {
 		return nil, time.Time{}, false
 	}
 	return st.thumb, st.thumbAt, true
+}
+
+// askThumbLocked asks the thumbnail loop of a broadcast without screeners for
+// a fresh thumbnail if the one it has is missing or stale. It returns the
+// channel closed once the loop has dealt with the ask, or nil when there is
+// nothing to wait for. m.mu is held.
+func (m *Moderator) askThumbLocked(st *broadcastState) <-chan struct{} {
+	if st.want == nil || st.takenDown {
+		return nil
+	}
+	if st.thumb != nil && time.Since(st.thumbMade) < m.opts.ThumbnailInterval {
+		return nil
+	}
+	select {
+	case st.want <- struct{}{}:
+	default:
+	}
+	return st.round
+}
+
+// endRoundLocked tells waiters that the thumbnail loop has dealt with the
+// asks made so far. m.mu is held.
+func (st *broadcastState) endRoundLocked() {
+	close(st.round)
+	st.round = make(chan struct{})
 }
 
 // Consume implements ingest.Consumer: it samples keyframes into a mailbox and
 // screens them in a goroutine of its own, so reading the feed never waits on
 // decoding, screening or actions.
 func (m *Moderator) Consume(ctx context.Context, b *ingest.Broadcast, feed *ingest.Feed) {
-	st := &broadcastState{b: b, cleared: !m.opts.Gate || len(m.screeners) == 0}
+	screening := len(m.screeners) > 0
+	st := &broadcastState{b: b, cleared: !m.opts.Gate || !screening}
 	if b.Tracks.Video == nil {
 		st.cleared = true // nothing to see
+	} else if !screening {
+		st.want, st.round = make(chan struct{}, 1), make(chan struct{})
 	}
 	m.mu.Lock()
 	m.channels[b.Channel] = st
@@ -350,15 +403,24 @@ func (m *Moderator) Consume(ctx context.Context, b *ingest.Broadcast, feed *inge
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m.screenLoop(wctx, st, sampler)
+			if screening {
+				m.screenLoop(wctx, st, sampler)
+			} else {
+				m.thumbLoop(wctx, st, sampler)
+			}
 		}()
 	}
+	// The media path: per unit, one comparison for all but the keyframes,
+	// no allocation, no lock of the Moderator's.
 	for {
 		au, err := feed.Next(ctx)
 		if err != nil {
 			break
 		}
-		if taken, replaced := sampler.Observe(au); taken {
+		if au.Kind != ingest.KindVideo || !au.Key {
+			continue
+		}
+		if taken, replaced := sampler.Observe(au); taken && screening {
 			m.metrics.sampled.Add(1)
 			if replaced {
 				m.metrics.superseded.Add(1)
@@ -374,12 +436,7 @@ func (m *Moderator) Consume(ctx context.Context, b *ingest.Broadcast, feed *inge
 func (m *Moderator) screenLoop(ctx context.Context, st *broadcastState, sampler *Sampler) {
 	b := st.b
 	log := m.log.With("channel", b.Channel, "broadcast", b.ID)
-	track, terr := decoderTrack(b.Tracks.Video)
-	if terr != nil {
-		// The original SPS still decodes, only with a delay of a few keyframes.
-		log.Warn("cannot rewrite SPS for low-delay decoding", "err", terr)
-		track = b.Tracks.Video
-	}
+	track := lowDelayTrack(b.Tracks.Video, log)
 	var dec *Decoder
 	defer func() {
 		if dec != nil {
@@ -412,12 +469,82 @@ func (m *Moderator) screenLoop(ctx context.Context, st *broadcastState, sampler 
 	}
 }
 
+// lowDelayTrack returns the track to give the decoder (see decoderTrack).
+func lowDelayTrack(v *ingest.VideoTrack, log *slog.Logger) *ingest.VideoTrack {
+	track, err := decoderTrack(v)
+	if err != nil {
+		// The original SPS still decodes, only with a delay of a few keyframes.
+		log.Warn("cannot rewrite SPS for low-delay decoding", "err", err)
+		return v
+	}
+	return track
+}
+
+// thumbLoop makes the thumbnails of a broadcast without screeners until ctx
+// is done. A decoder running for thumbnails alone would cost a process's
+// memory for every live channel all the time, so each frame is decoded by an
+// ffmpeg process started for it: the broadcast's first sampled keyframe, and
+// then the newest sample whenever a thumbnail is asked for and the one there
+// is older than ThumbnailInterval.
+func (m *Moderator) thumbLoop(ctx context.Context, st *broadcastState, sampler *Sampler) {
+	b := st.b
+	log := m.log.With("channel", b.Channel, "broadcast", b.ID)
+	track := lowDelayTrack(b.Tracks.Video, log)
+	defer func() {
+		// Nobody is left to answer: let waiters go, and no longer ask.
+		m.mu.Lock()
+		st.want = nil
+		st.endRoundLocked()
+		m.mu.Unlock()
+	}()
+	au, err := sampler.Next(ctx)
+	if err != nil {
+		return
+	}
+	have := true
+	var last time.Time // when the last decode started
+	for {
+		if have {
+			m.metrics.sampled.Add(1)
+			last = time.Now()
+			var dec *Decoder
+			jpg, derr := m.decode(ctx, &dec, track, au)
+			if dec != nil {
+				dec.Close()
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if derr != nil {
+				m.metrics.failure("decoder")
+				log.Warn("decoding keyframe for a thumbnail failed", "err", derr)
+			} else {
+				m.metrics.decoded.Add(1)
+				m.passed(st, &Frame{Channel: b.Channel, BroadcastID: b.ID, PTS: au.PTS, Received: au.Received, JPEG: jpg}, last)
+			}
+		}
+		m.mu.Lock()
+		st.endRoundLocked()
+		m.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-st.want:
+		}
+		have = false
+		if time.Since(last) >= m.opts.ThumbnailInterval {
+			au, have = sampler.TryNext()
+		}
+	}
+}
+
 // decode turns a keyframe into JPEG, (re)starting the decoder as needed.
 func (m *Moderator) decode(ctx context.Context, dec **Decoder, track *ingest.VideoTrack, au ingest.AccessUnit) ([]byte, error) {
 	if m.ffmpegErr != nil {
 		return nil, m.ffmpegErr
 	}
 	if *dec == nil {
+		m.metrics.decoderStarts.Add(1)
 		d, err := StartDecoder(DecoderOptions{FFmpegPath: m.opts.FFmpegPath, Codec: track.Codec, MaxWidth: max(m.opts.FrameWidth, 0)})
 		if err != nil {
 			return nil, err
@@ -505,6 +632,7 @@ func (m *Moderator) passed(st *broadcastState, f *Frame, start time.Time) {
 	}
 	st.cleared, st.screened, st.failingSince, st.unscreened = true, time.Now(), time.Time{}, false
 	st.setThumb(f)
+	st.thumbMade = time.Now()
 }
 
 func (st *broadcastState) setThumb(f *Frame) {

@@ -467,8 +467,9 @@ func TestDecoderEndsWithBroadcast(t *testing.T) {
 	h := newHub()
 	opts := DefaultOptions()
 	opts.Enforcer = h
+	opts.Screeners = []Screener{allowAll{}} // screening keeps one decoder running
 	opts.Logger = quietLogger()
-	m, err := New(opts) // no screeners: decoding still runs, for thumbnails
+	m, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,6 +484,98 @@ func TestDecoderEndsWithBroadcast(t *testing.T) {
 	}
 	if pids := ffmpegChildren(t); len(pids) != 0 {
 		t.Errorf("ffmpeg processes left after the broadcast: %v", pids)
+	}
+}
+
+// allowAll is a screener that lets every frame pass.
+type allowAll struct{}
+
+func (allowAll) Name() string { return "allow-all" }
+func (allowAll) Screen(context.Context, *Frame) (Verdict, error) {
+	return Verdict{Action: Allow}, nil
+}
+
+// TestThumbnailsOnDemand: without screeners no decoder runs between
+// thumbnails; the first keyframe makes one, and a request for a stale one
+// makes a fresh one, at most once per ThumbnailInterval.
+func TestThumbnailsOnDemand(t *testing.T) {
+	// Not looped: every keyframe shows a different picture.
+	c := encodeClip(t, "testsrc2=s=320x180:r=30:d=7", ingest.CodecH264, 30, 30)
+	if n := len(ffmpegChildren(t)); n != 0 {
+		t.Skipf("%d ffmpeg children already running", n)
+	}
+	h := newHub()
+	opts := DefaultOptions()
+	opts.ThumbnailInterval = 2 * time.Second
+	opts.Logger = quietLogger()
+	m, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /api/v1/channels/{name}/thumbnail.jpg", m.ThumbnailHandler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	get := func() (string, int) {
+		resp, err := http.Get(srv.URL + "/api/v1/channels/od/thumbnail.jpg")
+		if err != nil {
+			t.Error(err)
+			return "", 0
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.Header.Get("ETag"), resp.StatusCode
+	}
+	type req struct {
+		at     time.Duration
+		etag   string
+		status int
+		took   time.Duration
+	}
+	var reqs []req
+	var idleChecked, idleKids int
+	next := 500 * time.Millisecond
+	// Ask for the thumbnail every 1.5 s.
+	play(t, m, h, c, "od", 0, func(el time.Duration) {
+		if el < next || el > 6800*time.Millisecond {
+			return
+		}
+		next += 1500 * time.Millisecond
+		// Between decodes, no ffmpeg process is left running.
+		kids := len(ffmpegChildren(t))
+		if _, _, ok := m.Thumbnail("od"); ok {
+			idleChecked++
+			if kids > 0 {
+				idleKids++
+			}
+		}
+		t0 := time.Now()
+		etag, status := get()
+		reqs = append(reqs, req{el, etag, status, time.Since(t0)})
+	})
+	distinct := map[string]bool{}
+	for _, r := range reqs {
+		t.Logf("request at %v: %d, ETag %s, answered in %v", r.at.Round(time.Millisecond), r.status, r.etag, r.took.Round(time.Millisecond))
+		if r.status != 200 || r.etag == "" {
+			t.Errorf("request at %v: status %d, ETag %q", r.at.Round(time.Millisecond), r.status, r.etag)
+		}
+		distinct[r.etag] = true
+	}
+	// Asked at 0.5, 2, 3.5, 5, 6.5 s with a 2 s interval: decodes at ~0 s
+	// (first keyframe), then at 3.5 (stale) and at 6.5 s (stale again).
+	if len(distinct) < 2 || len(distinct) > 3 {
+		t.Errorf("%d distinct thumbnails over %d requests, want 2 or 3: %v", len(distinct), len(reqs), reqs)
+	}
+	if idleKids > 1 {
+		t.Errorf("an ffmpeg process was running at %d of %d checks between thumbnails", idleKids, idleChecked)
+	}
+	if pids := ffmpegChildren(t); len(pids) != 0 {
+		t.Errorf("ffmpeg processes left after the broadcast: %v", pids)
+	}
+	var sb strings.Builder
+	m.WriteMetrics(&sb)
+	if !strings.Contains(sb.String(), "onair_moderation_decoder_starts_total "+strconv.Itoa(len(distinct))+"\n") {
+		t.Errorf("want %d decoder starts:\n%s", len(distinct), sb.String())
 	}
 }
 

@@ -54,17 +54,24 @@ func (s *Sampler) Observe(au ingest.AccessUnit) (taken, replaced bool) {
 	return true, replaced
 }
 
+// TryNext returns the waiting sample, if there is one, without waiting.
+func (s *Sampler) TryNext() (ingest.AccessUnit, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.has {
+		return ingest.AccessUnit{}, false
+	}
+	au := s.pending
+	s.pending, s.has = ingest.AccessUnit{}, false
+	return au, true
+}
+
 // Next waits for a sample and returns it; it returns ctx.Err() when ctx is done.
 func (s *Sampler) Next(ctx context.Context) (ingest.AccessUnit, error) {
 	for {
-		s.mu.Lock()
-		if s.has {
-			au := s.pending
-			s.pending, s.has = ingest.AccessUnit{}, false
-			s.mu.Unlock()
+		if au, ok := s.TryNext(); ok {
 			return au, nil
 		}
-		s.mu.Unlock()
 		select {
 		case <-s.ready:
 		case <-ctx.Done():
