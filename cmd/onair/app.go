@@ -105,20 +105,21 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		return nil, fmt.Errorf("set up ingest: %w", err)
 	}
 	a.mod, err = moderation.New(moderation.Options{
-		Interval:      cfg.ModerationInterval,
-		BlocklistPath: cfg.ModerationBlocklist,
-		HashDistance:  cfg.ModerationDistance,
-		WebhookURL:    cfg.ModerationWebhook,
-		WebhookSecret: cfg.ModerationSecret,
-		ScreenTimeout: cfg.ModerationTimeout,
-		Gate:          cfg.ModerationGate,
-		FailurePolicy: moderation.FailurePolicy(cfg.ModerationFailure),
-		FailureAfter:  cfg.ModerationFailAfter,
-		DefaultBan:    cfg.ModerationBan,
-		FFmpegPath:    cfg.FFmpegPath,
-		Enforcer:      a.hub,
-		OnTakedown:    a.takenDown,
-		Logger:        log.With("part", "moderation"),
+		Interval:          cfg.ModerationInterval,
+		BlocklistPath:     cfg.ModerationBlocklist,
+		HashDistance:      cfg.ModerationDistance,
+		WebhookURL:        cfg.ModerationWebhook,
+		WebhookSecret:     cfg.ModerationSecret,
+		ScreenTimeout:     cfg.ModerationTimeout,
+		Gate:              cfg.ModerationGate,
+		FailurePolicy:     moderation.FailurePolicy(cfg.ModerationFailure),
+		FailureAfter:      cfg.ModerationFailAfter,
+		DefaultBan:        cfg.ModerationBan,
+		FFmpegPath:        cfg.FFmpegPath,
+		ThumbnailInterval: cfg.ModerationThumbs,
+		Enforcer:          a.hub,
+		OnTakedown:        a.takenDown,
+		Logger:            log.With("part", "moderation"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up moderation: %w", err)

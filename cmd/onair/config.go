@@ -68,6 +68,7 @@ type Config struct {
 	ModerationFailAfter time.Duration `key:"moderation-failure-after" help:"how long screening may fail before the failure policy applies"`
 	ModerationTimeout   time.Duration `key:"moderation-timeout" help:"time limit of each screener"`
 	ModerationBan       time.Duration `key:"moderation-ban" help:"how long a blocked channel may not publish, unless the verdict says"`
+	ModerationThumbs    time.Duration `key:"moderation-thumbnail-interval" help:"without screeners, how old a thumbnail may get before a request decodes a newer keyframe"`
 	FFmpegPath          string        `key:"ffmpeg" help:"ffmpeg binary used to decode keyframes for screening"`
 }
 
@@ -103,6 +104,7 @@ func defaultConfig() Config {
 		ModerationFailAfter: 10 * time.Second,
 		ModerationTimeout:   5 * time.Second,
 		ModerationBan:       10 * time.Minute,
+		ModerationThumbs:    10 * time.Second,
 		FFmpegPath:          "ffmpeg",
 	}
 }
