@@ -91,7 +91,9 @@ func (f *Feed) Dropped() uint64 {
 }
 
 // Next returns the next unit, waiting for one. It returns ErrEnded after End and
-// ctx.Err() when ctx is done.
+// ctx.Err() when ctx is done. On a feed with video, a Next already waiting is
+// woken by a video unit, not by each audio unit: queued audio is returned with
+// the next video unit (or once a few audio units have queued up), in order.
 func (f *Feed) Next(ctx context.Context) (AccessUnit, error) {
 	for {
 		f.mu.Lock()
