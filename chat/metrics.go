@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/onairhq/onair/internal/promtext"
 )
 
 // metrics are the server's counters, exported by WriteMetrics.
@@ -57,43 +59,43 @@ func (m *metrics) rejected(code string) {
 }
 
 // WriteMetrics writes the server's metrics in the Prometheus text exposition format.
-func (s *Server) WriteMetrics(w io.Writer) {
+func (s *Server) WriteMetrics(w io.Writer) error {
 	m := &s.metrics
-	g := func(name, help, typ string, v int64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", name, help, name, typ, name, v)
-	}
-	g("onair_chat_connections", "Open chat WebSocket connections on this node.", "gauge", m.conns.Load())
-	g("onair_chat_rooms", "Chat rooms with viewers on this node.", "gauge", m.rooms.Load())
-	g("onair_chat_messages_total", "Chat messages accepted from this node's clients.", "counter", m.messages.Load())
-	g("onair_chat_frames_total", "Frames encoded for broadcast (each once, for all viewers).", "counter", m.frames.Load())
-	g("onair_chat_deliveries_total", "Broadcast frames queued to clients.", "counter", m.deliveries.Load())
-	g("onair_chat_queued_frames_total", "Frames the socket did not take at once, left to the connection's writer.", "counter", m.queued.Load())
-	g("onair_chat_slow_consumer_closes_total", "Connections closed because their outbound queue overflowed.", "counter", m.slowClosed.Load())
-	g("onair_chat_refused_connections_total", "Connections refused (per-IP limit, banned IP).", "counter", m.refused.Load())
-	g("onair_chat_oversized_frames_total", "Connections closed for a frame over the read limit.", "counter", m.tooBig.Load())
-	g("onair_chat_upgrade_errors_total", "Failed WebSocket handshakes.", "counter", m.upgradeErrors.Load())
-	g("onair_chat_gap_filled_total", "Events recovered from history after a bus gap.", "counter", m.gapFilled.Load())
-	g("onair_chat_moderation_actions_total", "Moderator actions performed.", "counter", m.modActions.Load())
-	fmt.Fprintf(w, "# HELP onair_chat_fanout_seconds Time to hand one broadcast frame to every local viewer's socket.\n# TYPE onair_chat_fanout_seconds histogram\n")
+	p := promtext.NewWriter(w)
+	p.Gauge("onair_chat_connections", "Open chat WebSocket connections on this node.", m.conns.Load())
+	p.Gauge("onair_chat_rooms", "Chat rooms with viewers on this node.", m.rooms.Load())
+	p.Counter("onair_chat_messages_total", "Chat messages accepted from this node's clients.", m.messages.Load())
+	p.Counter("onair_chat_frames_total", "Frames encoded for broadcast (each once, for all viewers).", m.frames.Load())
+	p.Counter("onair_chat_deliveries_total", "Broadcast frames queued to clients.", m.deliveries.Load())
+	p.Counter("onair_chat_queued_frames_total", "Frames the socket did not take at once, left to the connection's writer.", m.queued.Load())
+	p.Counter("onair_chat_slow_consumer_closes_total", "Connections closed because their outbound queue overflowed.", m.slowClosed.Load())
+	p.Counter("onair_chat_refused_connections_total", "Connections refused (per-IP limit, banned IP).", m.refused.Load())
+	p.Counter("onair_chat_oversized_frames_total", "Connections closed for a frame over the read limit.", m.tooBig.Load())
+	p.Counter("onair_chat_upgrade_errors_total", "Failed WebSocket handshakes.", m.upgradeErrors.Load())
+	p.Counter("onair_chat_gap_filled_total", "Events recovered from history after a bus gap.", m.gapFilled.Load())
+	p.Counter("onair_chat_moderation_actions_total", "Moderator actions performed.", m.modActions.Load())
+	p.Family("onair_chat_fanout_seconds", "histogram", "Time to hand one broadcast frame to every local viewer's socket.")
 	var cum int64
 	for i, b := range fanoutBounds {
 		cum += m.fanout.buckets[i].Load()
-		fmt.Fprintf(w, "onair_chat_fanout_seconds_bucket{le=\"%g\"} %d\n", b, cum)
+		p.Sample("onair_chat_fanout_seconds_bucket", fmt.Sprintf(`le="%g"`, b), cum)
 	}
 	cum += m.fanout.buckets[len(fanoutBounds)].Load()
-	fmt.Fprintf(w, "onair_chat_fanout_seconds_bucket{le=\"+Inf\"} %d\n", cum)
-	fmt.Fprintf(w, "onair_chat_fanout_seconds_sum %g\nonair_chat_fanout_seconds_count %d\n", time.Duration(m.fanout.sumNS.Load()).Seconds(), cum)
-	up := int64(1)
+	p.Sample("onair_chat_fanout_seconds_bucket", `le="+Inf"`, cum)
+	p.Sample("onair_chat_fanout_seconds_sum", "", time.Duration(m.fanout.sumNS.Load()).Seconds())
+	p.Sample("onair_chat_fanout_seconds_count", "", cum)
+	up := 1
 	if s.bus.Ready() != nil {
 		up = 0
 	}
-	g("onair_chat_bus_up", "1 if the chat bus (Redis) is reachable.", "gauge", up)
-	fmt.Fprintf(w, "# HELP onair_chat_rejected_total Client requests answered with an error, by code.\n# TYPE onair_chat_rejected_total counter\n")
+	p.Gauge("onair_chat_bus_up", "1 if the chat bus (Redis) is reachable.", up)
+	p.Family("onair_chat_rejected_total", "counter", "Client requests answered with an error, by code.")
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, code := range []string{codeBadJSON, codeUnknownType, codeBadRequest, codeNameRequired, codeBadName,
 		codeReservedName, codeEmpty, codeTooLong, codeFiltered, codeRateLimited, codeTimedOut, codeBanned,
 		codeBadToken, codeForbidden, codeUnavailable} {
-		fmt.Fprintf(w, "onair_chat_rejected_total{code=%q} %d\n", code, m.rejectBy[code])
+		p.Sample("onair_chat_rejected_total", fmt.Sprintf("code=%q", code), m.rejectBy[code])
 	}
+	return p.Err()
 }

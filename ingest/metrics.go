@@ -1,12 +1,13 @@
 package ingest
 
 import (
-	"fmt"
 	"io"
-	"sort"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/onairhq/onair/internal/promtext"
 )
 
 // stats are the hub's counters for /metrics.
@@ -53,53 +54,23 @@ func (h *Hub) WriteMetrics(w io.Writer) error {
 	h.mu.Unlock()
 
 	h.stats.mu.Lock()
-	refused := sortedKeys(h.stats.refused)
-	refusedN := make([]uint64, len(refused))
-	for i, k := range refused {
-		refusedN[i] = h.stats.refused[k]
-	}
+	refused := maps.Clone(h.stats.refused)
 	ended := make(map[string]uint64, len(h.stats.endedBy))
 	for k, v := range h.stats.endedBy {
 		ended[string(k)] = v
 	}
 	h.stats.mu.Unlock()
 
-	var err error
-	p := func(format string, a ...any) {
-		if err == nil {
-			_, err = fmt.Fprintf(w, format, a...)
-		}
-	}
-	p("# HELP onair_ingest_active_publishers RTMP publishers currently publishing.\n# TYPE onair_ingest_active_publishers gauge\n")
-	p("onair_ingest_active_publishers %d\n", h.stats.publishers.Load())
-	p("# HELP onair_ingest_live_broadcasts Broadcasts currently open (including those in their grace period).\n# TYPE onair_ingest_live_broadcasts gauge\n")
-	p("onair_ingest_live_broadcasts %d\n", live)
-	p("# HELP onair_ingest_broadcasts_started_total Broadcasts started.\n# TYPE onair_ingest_broadcasts_started_total counter\n")
-	p("onair_ingest_broadcasts_started_total %d\n", h.stats.broadcasts.Load())
-	p("# HELP onair_ingest_broadcasts_ended_total Broadcasts ended, by reason.\n# TYPE onair_ingest_broadcasts_ended_total counter\n")
-	for _, k := range sortedKeys(ended) {
-		p("onair_ingest_broadcasts_ended_total{reason=%q} %d\n", k, ended[k])
-	}
-	p("# HELP onair_ingest_received_bytes_total Media bytes received from publishers.\n# TYPE onair_ingest_received_bytes_total counter\n")
-	p("onair_ingest_received_bytes_total %d\n", h.stats.bytes.Load())
-	p("# HELP onair_ingest_refused_publishes_total Refused connections and publishes, by reason.\n# TYPE onair_ingest_refused_publishes_total counter\n")
-	for i, k := range refused {
-		p("onair_ingest_refused_publishes_total{reason=%q} %d\n", k, refusedN[i])
-	}
-	p("# HELP onair_ingest_dropped_units_total Access units dropped because a consumer fell behind.\n# TYPE onair_ingest_dropped_units_total counter\n")
-	p("onair_ingest_dropped_units_total %d\n", dropped)
-	p("# HELP onair_ingest_malformed_tags_total Malformed audio/video tags dropped.\n# TYPE onair_ingest_malformed_tags_total counter\n")
-	p("onair_ingest_malformed_tags_total %d\n", h.stats.badTags.Load())
-	return err
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	p := promtext.NewWriter(w)
+	p.Gauge("onair_ingest_active_publishers", "RTMP publishers currently publishing.", h.stats.publishers.Load())
+	p.Gauge("onair_ingest_live_broadcasts", "Broadcasts currently open (including those in their grace period).", live)
+	p.Counter("onair_ingest_broadcasts_started_total", "Broadcasts started.", h.stats.broadcasts.Load())
+	promtext.ByLabel(p, "onair_ingest_broadcasts_ended_total", "counter", "Broadcasts ended, by reason.", "reason", ended)
+	p.Counter("onair_ingest_received_bytes_total", "Media bytes received from publishers.", h.stats.bytes.Load())
+	promtext.ByLabel(p, "onair_ingest_refused_publishes_total", "counter", "Refused connections and publishes, by reason.", "reason", refused)
+	p.Counter("onair_ingest_dropped_units_total", "Access units dropped because a consumer fell behind.", dropped)
+	p.Counter("onair_ingest_malformed_tags_total", "Malformed audio/video tags dropped.", h.stats.badTags.Load())
+	return p.Err()
 }
 
 // rateMeter measures a byte rate over the last few whole seconds with a small

@@ -3,10 +3,13 @@ package moderation
 import (
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/onairhq/onair/internal/promtext"
 )
 
 // metrics are the Moderator's counters, written out in Prometheus text format.
@@ -78,45 +81,29 @@ func (m *Moderator) WriteMetrics(w io.Writer) error {
 	mt := m.metrics
 	mt.mu.Lock()
 	defer mt.mu.Unlock()
-	var err error
-	p := func(format string, args ...any) {
-		if err == nil {
-			_, err = fmt.Fprintf(w, format, args...)
-		}
-	}
-	p("# HELP onair_moderation_broadcasts Live broadcasts being moderated.\n# TYPE onair_moderation_broadcasts gauge\nonair_moderation_broadcasts %d\n", mt.live.Load())
-	p("# HELP onair_moderation_samples_total Keyframes sampled for screening.\n# TYPE onair_moderation_samples_total counter\nonair_moderation_samples_total %d\n", mt.sampled.Load())
-	p("# HELP onair_moderation_samples_superseded_total Samples replaced by a newer one before screening.\n# TYPE onair_moderation_samples_superseded_total counter\nonair_moderation_samples_superseded_total %d\n", mt.superseded.Load())
-	p("# HELP onair_moderation_frames_decoded_total Keyframes decoded to JPEG.\n# TYPE onair_moderation_frames_decoded_total counter\nonair_moderation_frames_decoded_total %d\n", mt.decoded.Load())
-	p("# HELP onair_moderation_decoder_starts_total ffmpeg decoder processes started.\n# TYPE onair_moderation_decoder_starts_total counter\nonair_moderation_decoder_starts_total %d\n", mt.decoderStarts.Load())
-	p("# HELP onair_moderation_frames_screened_total Frames that got a final verdict.\n# TYPE onair_moderation_frames_screened_total counter\nonair_moderation_frames_screened_total %d\n", mt.frames)
-	p("# HELP onair_moderation_screening_seconds Time from a keyframe's arrival at ingest to its final verdict.\n# TYPE onair_moderation_screening_seconds summary\nonair_moderation_screening_seconds_sum %g\nonair_moderation_screening_seconds_count %d\n", mt.latencySum.Seconds(), mt.frames)
-	p("# HELP onair_moderation_verdicts_total Screener verdicts by action.\n# TYPE onair_moderation_verdicts_total counter\n")
+	p := promtext.NewWriter(w)
+	p.Gauge("onair_moderation_broadcasts", "Live broadcasts being moderated.", mt.live.Load())
+	p.Counter("onair_moderation_samples_total", "Keyframes sampled for screening.", mt.sampled.Load())
+	p.Counter("onair_moderation_samples_superseded_total", "Samples replaced by a newer one before screening.", mt.superseded.Load())
+	p.Counter("onair_moderation_frames_decoded_total", "Keyframes decoded to JPEG.", mt.decoded.Load())
+	p.Counter("onair_moderation_decoder_starts_total", "ffmpeg decoder processes started.", mt.decoderStarts.Load())
+	p.Counter("onair_moderation_frames_screened_total", "Frames that got a final verdict.", mt.frames)
+	p.Family("onair_moderation_screening_seconds", "summary", "Time from a keyframe's arrival at ingest to its final verdict.")
+	p.Sample("onair_moderation_screening_seconds_sum", "", mt.latencySum.Seconds())
+	p.Sample("onair_moderation_screening_seconds_count", "", mt.frames)
+	p.Family("onair_moderation_verdicts_total", "counter", "Screener verdicts by action.")
 	for _, a := range []Action{Allow, Flag, Block} {
-		p("onair_moderation_verdicts_total{action=%q} %d\n", a, mt.verdicts[a])
+		p.Sample("onair_moderation_verdicts_total", fmt.Sprintf("action=%q", a), mt.verdicts[a])
 	}
-	p("# HELP onair_moderation_failures_total Frames a stage could not process (decoder or screener).\n# TYPE onair_moderation_failures_total counter\n")
-	for _, k := range sortedKeys(mt.failures) {
-		p("onair_moderation_failures_total{stage=%q} %d\n", k, mt.failures[k])
+	promtext.ByLabel(p, "onair_moderation_failures_total", "counter", "Frames a stage could not process (decoder or screener).", "stage", mt.failures)
+	promtext.ByLabel(p, "onair_moderation_takedowns_total", "counter", "Broadcasts taken down, by what decided.", "by", mt.takedowns)
+	p.Counter("onair_moderation_fail_open_total", "Broadcasts left up unscreened because screening failed (policy open).", mt.failOpen.Load())
+	p.Counter("onair_moderation_fail_closed_total", "Broadcasts taken down because screening failed (policy closed).", mt.failClosed.Load())
+	p.Family("onair_moderation_screener_seconds", "summary", "Time spent in each screener.")
+	for _, k := range slices.Sorted(maps.Keys(mt.screenerN)) {
+		label := fmt.Sprintf("screener=%q", k)
+		p.Sample("onair_moderation_screener_seconds_sum", label, mt.screenerSum[k].Seconds())
+		p.Sample("onair_moderation_screener_seconds_count", label, mt.screenerN[k])
 	}
-	p("# HELP onair_moderation_takedowns_total Broadcasts taken down, by what decided.\n# TYPE onair_moderation_takedowns_total counter\n")
-	for _, k := range sortedKeys(mt.takedowns) {
-		p("onair_moderation_takedowns_total{by=%q} %d\n", k, mt.takedowns[k])
-	}
-	p("# HELP onair_moderation_fail_open_total Broadcasts left up unscreened because screening failed (policy open).\n# TYPE onair_moderation_fail_open_total counter\nonair_moderation_fail_open_total %d\n", mt.failOpen.Load())
-	p("# HELP onair_moderation_fail_closed_total Broadcasts taken down because screening failed (policy closed).\n# TYPE onair_moderation_fail_closed_total counter\nonair_moderation_fail_closed_total %d\n", mt.failClosed.Load())
-	p("# HELP onair_moderation_screener_seconds Time spent in each screener.\n# TYPE onair_moderation_screener_seconds summary\n")
-	for _, k := range sortedKeys(mt.screenerN) {
-		p("onair_moderation_screener_seconds_sum{screener=%q} %g\nonair_moderation_screener_seconds_count{screener=%q} %d\n", k, mt.screenerSum[k].Seconds(), k, mt.screenerN[k])
-	}
-	return err
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return p.Err()
 }

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/onairhq/onair/internal/promtext"
 )
 
 // metrics are the segmenter's counters, exported in Prometheus text format.
@@ -57,31 +59,20 @@ func (s *Segmenter) WriteMetrics(w io.Writer) error {
 	s.mu.Unlock()
 
 	m := &s.metrics
-	var err error
-	p := func(format string, args ...any) {
-		if err == nil {
-			_, err = fmt.Fprintf(w, format, args...)
-		}
-	}
-	gauge := func(name, help string, v int) {
-		p("# HELP %s %s\n# TYPE %s gauge\n%s %d\n", name, help, name, name, v)
-	}
-	counter := func(name, help string, v uint64) {
-		p("# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
-	}
-	gauge("onair_hls_streams_live", "Broadcasts being muxed into HLS.", live)
-	gauge("onair_hls_streams_ended", "Ended broadcasts whose final playlist is still served.", ended)
-	counter("onair_hls_broadcasts_total", "Broadcasts the segmenter started muxing.", m.broadcasts.Load())
-	counter("onair_hls_mux_failures_total", "Broadcasts the muxer could not handle.", m.failures.Load())
-	p("# HELP onair_hls_access_units_total Access units written to muxers.\n# TYPE onair_hls_access_units_total counter\n")
-	p("onair_hls_access_units_total{kind=\"video\"} %d\n", m.videoUnits.Load())
-	p("onair_hls_access_units_total{kind=\"audio\"} %d\n", m.audioUnits.Load())
-	counter("onair_hls_dts_mismatch_total", "Video frames whose bitstream-derived DTS disagreed with RTMP's.", m.dtsMismatch.Load())
-	counter("onair_hls_muxer_warnings_total", "Non-fatal muxer warnings.", m.encodeWarnings.Load())
-	counter("onair_hls_target_duration_exceeded_total", "Streams with a segment longer than the pinned target duration.", m.targetExceeded.Load())
-	counter("onair_hls_part_target_raised_total", "Times a stream's PART-TARGET had to grow.", m.partTargetRaised.Load())
-	counter("onair_hls_hold_timeouts_total", "Blocking requests answered 503 after waiting too long.", m.holdTimeouts.Load())
-	counter("onair_hls_response_bytes_total", "Body bytes sent by the HLS origin.", m.bytesOut.Load())
+	p := promtext.NewWriter(w)
+	p.Gauge("onair_hls_streams_live", "Broadcasts being muxed into HLS.", live)
+	p.Gauge("onair_hls_streams_ended", "Ended broadcasts whose final playlist is still served.", ended)
+	p.Counter("onair_hls_broadcasts_total", "Broadcasts the segmenter started muxing.", m.broadcasts.Load())
+	p.Counter("onair_hls_mux_failures_total", "Broadcasts the muxer could not handle.", m.failures.Load())
+	p.Family("onair_hls_access_units_total", "counter", "Access units written to muxers.")
+	p.Sample("onair_hls_access_units_total", `kind="video"`, m.videoUnits.Load())
+	p.Sample("onair_hls_access_units_total", `kind="audio"`, m.audioUnits.Load())
+	p.Counter("onair_hls_dts_mismatch_total", "Video frames whose bitstream-derived DTS disagreed with RTMP's.", m.dtsMismatch.Load())
+	p.Counter("onair_hls_muxer_warnings_total", "Non-fatal muxer warnings.", m.encodeWarnings.Load())
+	p.Counter("onair_hls_target_duration_exceeded_total", "Streams with a segment longer than the pinned target duration.", m.targetExceeded.Load())
+	p.Counter("onair_hls_part_target_raised_total", "Times a stream's PART-TARGET had to grow.", m.partTargetRaised.Load())
+	p.Counter("onair_hls_hold_timeouts_total", "Blocking requests answered 503 after waiting too long.", m.holdTimeouts.Load())
+	p.Counter("onair_hls_response_bytes_total", "Body bytes sent by the HLS origin.", m.bytesOut.Load())
 
 	m.mu.Lock()
 	keys := make([]reqKey, 0, len(m.requests))
@@ -94,10 +85,10 @@ func (s *Segmenter) WriteMetrics(w io.Writer) error {
 		}
 		return keys[i].code < keys[j].code
 	})
-	p("# HELP onair_hls_requests_total HLS origin requests by object kind and status.\n# TYPE onair_hls_requests_total counter\n")
+	p.Family("onair_hls_requests_total", "counter", "HLS origin requests by object kind and status.")
 	for _, k := range keys {
-		p("onair_hls_requests_total{kind=%q,code=\"%d\"} %d\n", k.kind.String(), k.code, m.requests[k])
+		p.Sample("onair_hls_requests_total", fmt.Sprintf(`kind=%q,code="%d"`, k.kind.String(), k.code), m.requests[k])
 	}
 	m.mu.Unlock()
-	return err
+	return p.Err()
 }
