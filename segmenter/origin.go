@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/onairhq/onair/ingest"
 )
 
 // Origin serves /hls/{channel}/{object} with the headers a CDN edge needs:
@@ -94,7 +96,7 @@ func splitPath(p string) (channel, name string, ok bool) {
 	p = strings.TrimPrefix(p, "/hls/")
 	p = strings.TrimPrefix(p, "/")
 	channel, name, ok = strings.Cut(p, "/")
-	if !ok || !ValidChannel(channel) || !objectRE.MatchString(name) {
+	if !ok || !ingest.ValidChannelName(channel) || !objectRE.MatchString(name) {
 		return "", "", false
 	}
 	return channel, name, true

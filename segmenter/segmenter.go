@@ -27,7 +27,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"sync"
 	"time"
 
@@ -73,11 +72,6 @@ type Options struct {
 	// Logger receives the segmenter's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
-
-var channelRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
-
-// ValidChannel reports whether name is a well-formed channel name.
-func ValidChannel(name string) bool { return channelRE.MatchString(name) }
 
 // Segmenter muxes every live broadcast into HLS and keeps the per-channel
 // streams the origin handler serves. It implements ingest.Consumer.
@@ -157,7 +151,7 @@ func New(opts Options) (*Segmenter, error) {
 // playlist is ended (EXT-X-ENDLIST) and stays served for EndedLinger.
 func (s *Segmenter) Consume(ctx context.Context, b *ingest.Broadcast, feed *ingest.Feed) {
 	log := s.log.With("channel", b.Channel, "broadcast", b.ID)
-	if !ValidChannel(b.Channel) {
+	if !ingest.ValidChannelName(b.Channel) {
 		log.Error("refusing broadcast: invalid channel name")
 		drain(ctx, feed)
 		return

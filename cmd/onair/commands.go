@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/onairhq/onair/chat"
+	"github.com/onairhq/onair/ingest"
 	"github.com/onairhq/onair/moderation"
 )
 
@@ -25,7 +26,7 @@ func tokenCommand(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if !channelName.MatchString(*channel) {
+	if !ingest.ValidChannelName(*channel) {
 		return errors.New("--channel NAME is required ([a-z0-9_-]{1,64})")
 	}
 	secret := *secretFlag

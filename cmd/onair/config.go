@@ -7,13 +7,14 @@ import (
 	"net/url"
 	"os"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/onairhq/onair/ingest"
 )
 
 // Config is every setting of `onair serve`. Each field tagged `key` is settable, in
@@ -288,15 +289,13 @@ func (c *Config) loadFile(path string) error {
 	return nil
 }
 
-var channelName = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
-
 // channelKeys parses the --channel list into name → keys, in first-seen order.
 func (c *Config) channelKeys() ([]string, map[string][]string, error) {
 	var order []string
 	keys := map[string][]string{}
 	for _, s := range c.Channels {
 		name, key, ok := strings.Cut(s, ":")
-		if !ok || !channelName.MatchString(name) || len(key) < 8 {
+		if !ok || !ingest.ValidChannelName(name) || len(key) < 8 {
 			return nil, nil, fmt.Errorf("invalid setting channel %q: want NAME:KEY, NAME matching [a-z0-9_-]{1,64} and a KEY of at least 8 characters", redactChannel(s))
 		}
 		if _, seen := keys[name]; !seen {
