@@ -32,7 +32,6 @@ type app struct {
 	bus        chat.Bus
 	busName    string
 	web        http.Handler
-	titles     map[string]string
 }
 
 func newApp(cfg Config, secret, adminToken string, names []string, keys map[string][]string, log *slog.Logger) (*app, error) {
