@@ -137,3 +137,55 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 	bb.Close()
 	waitFor(t, fmt.Sprintf("goroutines back to %d", base), func() bool { return runtime.NumGoroutine() <= base })
 }
+
+// A node started while Redis is down serves its own viewers, and joins the
+// other nodes once Redis comes up.
+func TestRedisDownAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test is long")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed")
+	}
+	port := freePort(t)
+	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	ba, err := NewRedisBus(context.Background(), url, "a", nil, RedisOptions{PresenceTTL: time.Second})
+	if err != nil {
+		t.Fatalf("NewRedisBus with Redis down: %v", err)
+	}
+	t.Cleanup(func() { ba.Close() })
+	if ba.Ready() == nil {
+		t.Fatal("Ready reports no problem while Redis is down")
+	}
+	o := testOptions()
+	o.Bus = ba
+	a := startNode(t, o)
+	room := uniqueRoom(t)
+	sender, _ := join(t, a, room, "10.7.0.1", "sender")
+	local, _ := join(t, a, room, "10.7.0.2", "local")
+	sender.write(map[string]any{"type": "send", "text": "while down"})
+	for local.next("msg")["text"] != "while down" {
+	}
+
+	ownRedis(t, port)
+	waitFor(t, "node A to reach Redis", func() bool { return a.srv.Ready() == nil })
+	ob := testOptions()
+	ob.Bus = newRedisBus(t, url, "b")
+	b := startNode(t, ob)
+	remote, _ := join(t, b, room, "10.7.0.3", "remote")
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ {
+		text := fmt.Sprint("after ", i)
+		sender.write(map[string]any{"type": "send", "text": text})
+		select {
+		case m := <-remote.lines:
+			if m["type"] == "msg" {
+				return // cross-node delivery works
+			}
+		case <-time.After(500 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no cross-node delivery after Redis came up")
+		}
+	}
+}

@@ -71,6 +71,10 @@ func newRedisBus(t *testing.T, url, node string) *RedisBus {
 	defer cancel()
 	b, err := NewRedisBus(ctx, url, node, nil, RedisOptions{PresenceTTL: time.Second})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ready(); err != nil {
+		b.Close()
 		t.Skipf("redis at %s not reachable: %v", url, err)
 	}
 	t.Cleanup(func() { b.Close() })

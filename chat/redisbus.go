@@ -107,8 +107,9 @@ type RedisOptions struct {
 }
 
 // NewRedisBus connects to the Redis at url (redis://[:password@]host:port/db) as node nodeID
-// (unique per chat node; used for presence). It fails if Redis cannot be reached now; later
-// outages are survived: local delivery continues and the bus reconnects with backoff.
+// (unique per chat node; used for presence). It fails only on a malformed url: while Redis
+// cannot be reached, now or later, local delivery continues, Ready reports the outage, and
+// the bus reconnects with backoff.
 func NewRedisBus(ctx context.Context, url, nodeID string, log *slog.Logger, ro RedisOptions) (*RedisBus, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
@@ -130,11 +131,12 @@ func NewRedisBus(ctx context.Context, url, nodeID string, log *slog.Logger, ro R
 		rdb: redis.NewClient(opt), node: nodeID, log: log, presenceTTL: ro.PresenceTTL,
 		subs: make(map[string]map[int]func(Event)), active: make(map[string]bool),
 	}
-	if err := b.rdb.Ping(ctx).Err(); err != nil {
-		b.rdb.Close()
-		return nil, fmt.Errorf("chat: connecting to redis: %w", err)
-	}
+	// A node that starts during a Redis outage serves its local viewers and joins
+	// the others once Redis answers, as after an outage that began later.
 	b.up.Store(true)
+	if err := b.rdb.Ping(ctx).Err(); err != nil {
+		b.setUp(false, err)
+	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.ps = b.rdb.Subscribe(b.ctx)
 	b.wg.Add(2)

@@ -169,7 +169,7 @@ func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if err := a.chat.Ready(); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, "chat:", err)
+		fmt.Fprintln(w, "not ready:", err)
 		return
 	}
 	fmt.Fprintln(w, "ready")
