@@ -562,3 +562,26 @@ func TestGraceTimeout(t *testing.T) {
 		t.Errorf("events %v", ev)
 	}
 }
+
+// A ban lapses by itself: once its time is up the channel may publish again.
+func TestBanExpires(t *testing.T) {
+	needTools(t, "ffmpeg")
+	dir := testMedia(t)
+	ts := startHub(t, nil)
+	if err := ts.hub.TakeDown("demo", "short ban", 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	refused, _ := publish(t, filepath.Join(dir, "audio.flv"), ts.url("live", testKey))
+	if err := refused.Wait(); err == nil {
+		t.Fatal("publish during the ban succeeded")
+	}
+	st, _ := ts.hub.Channel("demo")
+	time.Sleep(time.Until(st.BannedUntil) + 100*time.Millisecond)
+	ok, out := publish(t, filepath.Join(dir, "audio.flv"), ts.url("live", testKey))
+	if err := ok.Wait(); err != nil {
+		t.Fatalf("publish after the ban expired: %v\n%s", err, out.String())
+	}
+	if n := len(ts.rec.broadcasts()); n != 1 {
+		t.Errorf("%d broadcasts after the ban expired, want 1", n)
+	}
+}
