@@ -585,3 +585,45 @@ func TestBanExpires(t *testing.T) {
 		t.Errorf("%d broadcasts after the ban expired, want 1", n)
 	}
 }
+
+// With Takeover, a second publisher replaces the live one: the first is cut off
+// and the broadcast continues with the newcomer's media, timestamps still rising.
+func TestTakeover(t *testing.T) {
+	needTools(t, "ffmpeg")
+	dir := testMedia(t)
+	src := filepath.Join(dir, "long.flv")
+	ts := startHub(t, func(o *Options) { o.Takeover = true })
+	first, _ := publish(t, src, ts.url("live", testKey))
+	waitFor(t, "broadcast", 5*time.Second, func() bool { return len(ts.rec.broadcasts()) == 1 })
+	b := ts.rec.broadcasts()[0]
+	waitFor(t, "some media", 5*time.Second, func() bool { return len(ts.rec.unitsOf(b.ID, KindVideo)) > 30 })
+
+	second, out := publish(t, src, ts.url("live", testKey))
+	kicked := make(chan error, 1)
+	go func() { kicked <- first.Wait() }()
+	select {
+	case <-kicked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first publisher was not cut off")
+	}
+	before := len(ts.rec.unitsOf(b.ID, KindVideo))
+	if err := second.Wait(); err != nil {
+		t.Fatalf("second publisher: %v: %s", err, out.String())
+	}
+	waitEnded(t, ts, b.ID, 2*time.Second)
+	if n := len(ts.rec.broadcasts()); n != 1 {
+		t.Fatalf("%d broadcasts, want the one taken over", n)
+	}
+	v := ts.rec.unitsOf(b.ID, KindVideo)
+	if len(v) < before+300 {
+		t.Fatalf("%d video units after the takeover, had %d before", len(v), before)
+	}
+	for i := 1; i < len(v); i++ {
+		if v[i].DTS <= v[i-1].DTS {
+			t.Fatalf("DTS not increasing at %d: %v then %v", i, v[i-1].DTS, v[i].DTS)
+		}
+	}
+	if !strings.Contains(ts.logs.String(), "publisher taken over") {
+		t.Error("the takeover was not logged")
+	}
+}
