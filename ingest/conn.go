@@ -21,7 +21,8 @@ type ioRWC = io.ReadWriteCloser
 type conn struct {
 	nc      net.Conn
 	hub     *Hub
-	tracked bool // counted in hub.conns / connWG
+	tracked bool   // counted in hub.conns / connWG
+	ip      string // remote IP, counted in hub.connsBy while tracked
 
 	idle      atomic.Int64 // current idle timeout (ns)
 	deadline  time.Time    // last read deadline set; touched by the reader goroutine only

@@ -23,9 +23,10 @@ import (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultApp       = "live"
-	DefaultGrace     = 15 * time.Second
-	DefaultQueueSize = 1024
+	DefaultApp        = "live"
+	DefaultGrace      = 15 * time.Second
+	DefaultQueueSize  = 1024
+	DefaultConnsPerIP = 32
 )
 
 // Connection limits.
@@ -62,7 +63,10 @@ type Options struct {
 	AuthWebhook string
 	// QueueSize bounds each consumer's Feed (default 1024 units).
 	QueueSize int
-	Logger    *slog.Logger
+	// ConnsPerIP bounds simultaneous RTMP connections from one IP address, so a
+	// connection flood cannot starve the publishers (default 32; negative: no limit).
+	ConnsPerIP int
+	Logger     *slog.Logger
 }
 
 // Hub is the channel registry and RTMP ingest server: it accepts publishers,
@@ -81,6 +85,7 @@ type Hub struct {
 	mu       sync.Mutex
 	channels map[string]*channel
 	conns    map[*conn]struct{}
+	connsBy  map[string]int // open connections per remote IP
 	shutdown bool
 
 	consumerWG sync.WaitGroup
@@ -125,6 +130,9 @@ func NewHub(opts Options) (*Hub, error) {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultQueueSize
 	}
+	if opts.ConnsPerIP == 0 {
+		opts.ConnsPerIP = DefaultConnsPerIP
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -134,6 +142,7 @@ func NewHub(opts Options) (*Hub, error) {
 		client:   &http.Client{Timeout: webhookTimeout},
 		channels: make(map[string]*channel),
 		conns:    make(map[*conn]struct{}),
+		connsBy:  make(map[string]int),
 	}
 	h.rtmpLog = newRTMPLogger(h.log)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
@@ -237,14 +246,22 @@ func (l *listener) Accept() (net.Conn, error) {
 func (h *Hub) onConnect(nc net.Conn) (ioRWC, *rtmp.ConnConfig) {
 	c := newConn(nc, h)
 	s := newSession(h, c)
+	ip := remoteIP(nc)
 	h.mu.Lock()
-	if h.shutdown {
+	switch {
+	case h.shutdown:
 		h.mu.Unlock()
 		nc.Close()
-	} else {
+	case h.opts.ConnsPerIP > 0 && h.connsBy[ip] >= h.opts.ConnsPerIP:
+		h.mu.Unlock()
+		h.stats.refuse("too_many_connections")
+		h.log.Warn("rtmp connection refused: too many from one address", "remote", ip, "limit", h.opts.ConnsPerIP)
+		nc.Close()
+	default:
 		h.conns[c] = struct{}{}
+		h.connsBy[ip]++
 		h.connWG.Add(1)
-		c.tracked = true
+		c.tracked, c.ip = true, ip
 		h.mu.Unlock()
 	}
 	return c, &rtmp.ConnConfig{
@@ -266,6 +283,9 @@ func (h *Hub) connClosed(c *conn) {
 	defer h.mu.Unlock()
 	if c.tracked {
 		delete(h.conns, c)
+		if h.connsBy[c.ip]--; h.connsBy[c.ip] <= 0 {
+			delete(h.connsBy, c.ip)
+		}
 		h.connWG.Done()
 	}
 }
@@ -724,3 +744,12 @@ func (e *eventQueue) run() {
 }
 
 func (e *eventQueue) wait() { e.wg.Wait() }
+
+// remoteIP is the connection's remote address without the port.
+func remoteIP(nc net.Conn) string {
+	addr := nc.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -625,5 +626,55 @@ func TestTakeover(t *testing.T) {
 	}
 	if !strings.Contains(ts.logs.String(), "publisher taken over") {
 		t.Error("the takeover was not logged")
+	}
+}
+
+// A connection flood from one address is cut at the per-IP limit; connections
+// under it are untouched and a freed slot can be used again.
+func TestConnectionsPerIP(t *testing.T) {
+	ts := startHub(t, func(o *Options) { o.ConnsPerIP = 3 })
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// closedSoon reports whether the server closes c within d.
+	closedSoon := func(c net.Conn, d time.Duration) bool {
+		c.SetReadDeadline(time.Now().Add(d))
+		_, err := c.Read(make([]byte, 1))
+		var ne net.Error
+		return !(errors.As(err, &ne) && ne.Timeout())
+	}
+	var open []net.Conn
+	for range 3 {
+		open = append(open, dial())
+	}
+	waitFor(t, "three tracked connections", 2*time.Second, func() bool {
+		ts.hub.mu.Lock()
+		defer ts.hub.mu.Unlock()
+		return len(ts.hub.conns) == 3
+	})
+	if !closedSoon(dial(), time.Second) {
+		t.Fatal("a fourth connection from one address was not refused")
+	}
+	for _, c := range open {
+		if closedSoon(c, 100*time.Millisecond) {
+			t.Fatal("a connection under the limit was closed")
+		}
+	}
+	open[0].Close()
+	waitFor(t, "slot freed", 2*time.Second, func() bool {
+		ts.hub.mu.Lock()
+		defer ts.hub.mu.Unlock()
+		return len(ts.hub.conns) == 2
+	})
+	if closedSoon(dial(), 300*time.Millisecond) {
+		t.Fatal("a connection after one closed was refused")
+	}
+	if !strings.Contains(ts.logs.String(), "too many from one address") {
+		t.Error("the refusal was not logged")
 	}
 }

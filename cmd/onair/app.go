@@ -97,6 +97,7 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		Channels:    channels,
 		Grace:       cfg.Grace,
 		Takeover:    cfg.Takeover,
+		ConnsPerIP:  cfg.RTMPConnsPerIP,
 		AuthWebhook: cfg.PublishWebhook,
 		Logger:      log.With("part", "ingest"),
 	})

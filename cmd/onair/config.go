@@ -36,6 +36,7 @@ type Config struct {
 	Channels       []string      `key:"channel" help:"a channel as NAME:KEY (repeatable; a name may repeat to add keys)"`
 	App            string        `key:"rtmp-app" help:"RTMP application name publishers use"`
 	Grace          time.Duration `key:"reconnect-grace" help:"how long a dropped publisher may take to reconnect and continue the same playlist"`
+	RTMPConnsPerIP int           `key:"rtmp-conns-per-ip" help:"simultaneous RTMP connections allowed from one IP address (negative: no limit)"`
 	Takeover       bool          `key:"takeover" help:"let a second publisher take a live channel over instead of refusing it"`
 	PublishWebhook string        `key:"publish-auth-webhook" help:"URL deciding publishes instead of the key list (POST JSON, 2xx accepts)"`
 
@@ -83,6 +84,8 @@ func defaultConfig() Config {
 		GCPercent: 50,
 		App:       "live",
 		Grace:     15 * time.Second,
+
+		RTMPConnsPerIP: 32,
 
 		HLSVariant:         "lowlatency",
 		HLSSegmentDuration: time.Second,
