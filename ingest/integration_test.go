@@ -525,19 +525,7 @@ func TestReconnectWithinGrace(t *testing.T) {
 	if err := second.Wait(); err != nil {
 		t.Fatalf("second publish: %v: %s", err, out.String())
 	}
-	waitEnded(t, ts, b.ID, 2*time.Second)
-	if n := len(ts.rec.broadcasts()); n != 1 {
-		t.Fatalf("%d broadcasts, want one continued broadcast", n)
-	}
-	v := ts.rec.unitsOf(b.ID, KindVideo)
-	if len(v) < before+300 {
-		t.Fatalf("%d video units after reconnect, had %d before", len(v), before)
-	}
-	for i := 1; i < len(v); i++ {
-		if v[i].DTS <= v[i-1].DTS {
-			t.Fatalf("DTS not increasing at %d: %v then %v", i, v[i-1].DTS, v[i].DTS)
-		}
-	}
+	requireContinued(t, ts, b, before, "reconnect")
 	a := ts.rec.unitsOf(b.ID, KindAudio)
 	for i := 1; i < len(a); i++ {
 		if a[i].DTS < a[i-1].DTS {
@@ -546,6 +534,25 @@ func TestReconnectWithinGrace(t *testing.T) {
 	}
 	if ev := ts.obs.list(); len(ev) != 2 {
 		t.Errorf("events %v", ev)
+	}
+}
+
+// requireContinued checks that b, once ended, was the only broadcast and that a
+// second publisher (after event) added at least 10 s of video with rising DTS.
+func requireContinued(t *testing.T, ts *testServer, b *Broadcast, before int, event string) {
+	t.Helper()
+	waitEnded(t, ts, b.ID, 2*time.Second)
+	if n := len(ts.rec.broadcasts()); n != 1 {
+		t.Fatalf("%d broadcasts, want one continued across the %s", n, event)
+	}
+	v := ts.rec.unitsOf(b.ID, KindVideo)
+	if len(v) < before+300 {
+		t.Fatalf("%d video units after the %s, had %d before", len(v), event, before)
+	}
+	for i := 1; i < len(v); i++ {
+		if v[i].DTS <= v[i-1].DTS {
+			t.Fatalf("DTS not increasing at %d: %v then %v", i, v[i-1].DTS, v[i].DTS)
+		}
 	}
 }
 
@@ -611,19 +618,7 @@ func TestTakeover(t *testing.T) {
 	if err := second.Wait(); err != nil {
 		t.Fatalf("second publisher: %v: %s", err, out.String())
 	}
-	waitEnded(t, ts, b.ID, 2*time.Second)
-	if n := len(ts.rec.broadcasts()); n != 1 {
-		t.Fatalf("%d broadcasts, want the one taken over", n)
-	}
-	v := ts.rec.unitsOf(b.ID, KindVideo)
-	if len(v) < before+300 {
-		t.Fatalf("%d video units after the takeover, had %d before", len(v), before)
-	}
-	for i := 1; i < len(v); i++ {
-		if v[i].DTS <= v[i-1].DTS {
-			t.Fatalf("DTS not increasing at %d: %v then %v", i, v[i-1].DTS, v[i].DTS)
-		}
-	}
+	requireContinued(t, ts, b, before, "takeover")
 	if !strings.Contains(ts.logs.String(), "publisher taken over") {
 		t.Error("the takeover was not logged")
 	}
