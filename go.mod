@@ -1,6 +1,6 @@
 module github.com/onairhq/onair
 
-go 1.26.8
+go 1.27.3
 
 require (
 	github.com/bluenviron/gohlslib/v2 v2.4.2
@@ -9,7 +9,7 @@ require (
 	github.com/chromedp/chromedp v0.23.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/sirupsen/logrus v1.7.0
+	github.com/sirupsen/logrus v1.10.2
 	github.com/yutopp/go-amf0 v0.1.0
 	github.com/yutopp/go-rtmp v0.0.7
 	gopkg.in/yaml.v3 v3.0.1
