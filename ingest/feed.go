@@ -17,6 +17,7 @@ type Feed struct {
 	hasVideo bool
 	skipping bool // dropping until the next keyframe after an overflow
 	ended    bool
+	end      *EndError // why, once ended
 	dropped  uint64
 	wake     chan struct{}
 }
@@ -75,10 +76,14 @@ func (f *Feed) Push(au AccessUnit) bool {
 // consumer is woken without a video frame (about 170 ms of 48 kHz AAC).
 const lazyWakeUnits = 8
 
-// End marks the feed ended; Next returns ErrEnded once the queue is drained.
-func (f *Feed) End() {
+// End marks the feed ended for reason; once the queue is drained, Next returns
+// an *EndError carrying reason and detail (errors.Is(err, ErrEnded) holds).
+func (f *Feed) End(reason EndReason, detail string) {
 	f.mu.Lock()
-	f.ended = true
+	if !f.ended {
+		f.ended = true
+		f.end = &EndError{Reason: reason, Detail: detail}
+	}
 	f.mu.Unlock()
 	f.signal()
 }
@@ -90,8 +95,8 @@ func (f *Feed) Dropped() uint64 {
 	return f.dropped
 }
 
-// Next returns the next unit, waiting for one. It returns ErrEnded after End and
-// ctx.Err() when ctx is done. On a feed with video, a Next already waiting is
+// Next returns the next unit, waiting for one. After End it returns the
+// feed's *EndError (which is ErrEnded) and ctx.Err() when ctx is done. On a feed with video, a Next already waiting is
 // woken by a video unit, not by each audio unit: queued audio is returned with
 // the next video unit (or once a few audio units have queued up), in order.
 func (f *Feed) Next(ctx context.Context) (AccessUnit, error) {
@@ -105,10 +110,10 @@ func (f *Feed) Next(ctx context.Context) (AccessUnit, error) {
 			f.mu.Unlock()
 			return au, nil
 		}
-		ended := f.ended
+		end := f.end
 		f.mu.Unlock()
-		if ended {
-			return AccessUnit{}, ErrEnded
+		if end != nil {
+			return AccessUnit{}, end
 		}
 		select {
 		case <-f.wake:

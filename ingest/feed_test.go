@@ -41,7 +41,7 @@ func TestFeed(t *testing.T) {
 				f.Push(au)
 			}
 			if tt.end {
-				f.End()
+				f.End(EndStopped, "")
 				if f.Push(v(99, true)) {
 					t.Fatal("push after end accepted")
 				}
@@ -98,8 +98,9 @@ func TestFeedWakesWaiter(t *testing.T) {
 		_, err := f.Next(context.Background())
 		got <- err
 	}()
-	f.End()
-	if err := <-got; !errors.Is(err, ErrEnded) {
-		t.Fatalf("err %v", err)
+	f.End(EndNewTracks, "codec changed")
+	err := <-got
+	if !errors.Is(err, ErrEnded) || EndReasonOf(err) != EndNewTracks {
+		t.Fatalf("err %v, want the end with its reason", err)
 	}
 }

@@ -551,7 +551,7 @@ func (h *Hub) endLocked(lb *liveBroadcast, reason EndReason, detail string) {
 		lb.grace.Stop()
 	}
 	for _, f := range lb.feeds {
-		f.End()
+		f.End(reason, detail)
 		h.stats.dropped.Add(f.Dropped())
 	}
 	if lb.ch.live == lb {

@@ -93,8 +93,36 @@ const (
 	EndNewTracks EndReason = "new_tracks" // the publisher came back with different codec parameters
 )
 
-// ErrEnded is returned by Feed.Next once a broadcast has ended and its queue is drained.
+// ErrEnded is what Feed.Next returns, as an *EndError, once a broadcast has
+// ended and its queue is drained.
 var ErrEnded = errors.New("broadcast ended")
+
+// EndError says why a broadcast ended, so every consumer reacts to the same
+// end the same way. errors.Is(err, ErrEnded) is true for it.
+type EndError struct {
+	Reason EndReason
+	Detail string
+}
+
+func (e *EndError) Error() string {
+	if e.Detail == "" {
+		return "broadcast ended: " + string(e.Reason)
+	}
+	return "broadcast ended: " + string(e.Reason) + ": " + e.Detail
+}
+
+// Is makes an *EndError match ErrEnded.
+func (e *EndError) Is(target error) bool { return target == ErrEnded }
+
+// EndReasonOf returns the reason carried by an error from Feed.Next, or "" if
+// the error is not a broadcast end.
+func EndReasonOf(err error) EndReason {
+	var e *EndError
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
+}
 
 // A Consumer receives the media of every broadcast. Consume is called in its own
 // goroutine, owned by the channel hub, once per broadcast; it reads feed until

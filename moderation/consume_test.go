@@ -26,7 +26,7 @@ func consumeUnits(m *Moderator, n int) {
 		}
 		feed.Push(au)
 	}
-	feed.End()
+	feed.End(ingest.EndStopped, "")
 	m.Consume(context.Background(), b, feed)
 }
 
@@ -99,7 +99,7 @@ func BenchmarkConsume(b *testing.B) {
 			}
 			feed.Push(au)
 		}
-		feed.End()
+		feed.End(ingest.EndStopped, "")
 		b.StartTimer()
 		m.Consume(context.Background(), bc, feed)
 	}

@@ -47,7 +47,7 @@ func (h *hub) TakeDown(channel, reason string, ban time.Duration) error {
 		close(h.done)
 	}
 	if h.feed != nil {
-		h.feed.End()
+		h.feed.End(ingest.EndStopped, "")
 	}
 	return nil
 }
@@ -114,7 +114,7 @@ func play(t *testing.T, m *Moderator, h *hub, c clip, channel string, loopFor ti
 		}
 	}
 	ended := time.Now()
-	r.feed.End()
+	r.feed.End(ingest.EndStopped, "")
 	select {
 	case <-consumed:
 		r.consumed = time.Since(ended)

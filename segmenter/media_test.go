@@ -197,7 +197,7 @@ func publish(t testing.TB, seg *Segmenter, channel string, c *clip, paced bool) 
 			au.Received = time.Now()
 			feed.Push(au)
 		}
-		feed.End()
+		feed.End(ingest.EndStopped, "")
 	}()
 	return done, b
 }
