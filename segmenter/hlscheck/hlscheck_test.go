@@ -21,6 +21,33 @@ func pl(target int, seq int, extra string, durs ...float64) string {
 	return b.String()
 }
 
+// ll6 advertises delta updates for a one-second target.
+const ll6 = "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600,CAN-SKIP-UNTIL=6\n#EXT-X-PART-INF:PART-TARGET=0.200\n"
+
+// partsSeg is an LL playlist with one segment made of parts of the given
+// durations; its EXTINF is their sum plus extra.
+func partsSeg(extra float64, durs ...float64) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "#EXTM3U\n#EXT-X-TARGETDURATION:1\n%s#EXT-X-MEDIA-SEQUENCE:0\n", ll6)
+	sum := extra
+	for i, d := range durs {
+		fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%.3f,URI=\"p%d.mp4\"\n", d, i)
+		sum += d
+	}
+	fmt.Fprintf(&b, "#EXTINF:%.3f,\nseg0.mp4\n", sum)
+	return b.String()
+}
+
+// delta is pl for a delta update that skipped the first skipped segments.
+func delta(target, seq, skipped int, durs ...float64) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "#EXTM3U\n#EXT-X-TARGETDURATION:%d\n%s#EXT-X-MEDIA-SEQUENCE:%d\n#EXT-X-SKIP:SKIPPED-SEGMENTS=%d\n", target, ll6, seq, skipped)
+	for i, d := range durs {
+		fmt.Fprintf(&b, "#EXTINF:%.5f,\nseg%d.mp4\n", d, seq+skipped+i)
+	}
+	return b.String()
+}
+
 const ll = "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600,CAN-SKIP-UNTIL=12\n#EXT-X-PART-INF:PART-TARGET=0.200\n"
 
 func TestChecker(t *testing.T) {
@@ -43,6 +70,26 @@ func TestChecker(t *testing.T) {
 		{"part hold back too small", []string{pl(2, 0, strings.Replace(ll, "0.600", "0.500", 1), 2, 2, 2)}, "PART-HOLD-BACK"},
 		{"part uri reused", []string{pl(2, 0, ll, 2, 2, 2) + "#EXT-X-PART:DURATION=0.2,URI=\"p1.mp4\"\n", pl(2, 0, ll, 2, 2, 2) + "#EXT-X-PART:DURATION=0.1,URI=\"p1.mp4\"\n"}, "part URI"},
 		{"ended with preload hint", []string{pl(2, 0, ll, 2, 2, 2) + "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p2.mp4\"\n#EXT-X-ENDLIST\n"}, "PRELOAD-HINT"},
+		{"parts sum to extinf", []string{partsSeg(0, 0.2, 0.2, 0.2)}, ""},
+		{"parts disagree with extinf", []string{partsSeg(0.3, 0.2, 0.2, 0.2)}, "its parts last"},
+		{"short part inside a segment", []string{partsSeg(0, 0.1, 0.2, 0.2)}, "85%"},
+		{"short last part is fine", []string{partsSeg(0, 0.2, 0.2, 0.05)}, ""},
+		{"two hints", []string{pl(2, 0, ll, 2) + "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"a.mp4\"\n#EXT-X-PRELOAD-HINT:TYPE=MAP,URI=\"b.mp4\"\n"}, "PRELOAD-HINT tags"},
+		{"hint honoured", []string{
+			pl(2, 0, ll, 2) + "#EXT-X-PART:DURATION=0.2,URI=\"p0.mp4\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p1.mp4\"\n",
+			pl(2, 0, ll, 2) + "#EXT-X-PART:DURATION=0.2,URI=\"p0.mp4\"\n#EXT-X-PART:DURATION=0.2,URI=\"p1.mp4\"\n"}, ""},
+		{"hint not honoured", []string{
+			pl(2, 0, ll, 2) + "#EXT-X-PART:DURATION=0.2,URI=\"p0.mp4\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p1.mp4\"\n",
+			pl(2, 0, ll, 2) + "#EXT-X-PART:DURATION=0.2,URI=\"p0.mp4\"\n#EXT-X-PART:DURATION=0.2,URI=\"other.mp4\"\n"}, "hinted as p1.mp4"},
+		{"hint names a listed part", []string{pl(2, 0, ll, 2) + "#EXT-X-PART:DURATION=0.2,URI=\"p0.mp4\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p0.mp4\"\n"}, "already listed"},
+		{"skip inside can-skip-until", []string{pl(1, 0, ll6, 1, 1, 1, 1, 1, 1, 1), delta(1, 0, 3, 1, 1, 1, 1)}, "inside CAN-SKIP-UNTIL"},
+		{"skip of unseen segments", []string{delta(1, 0, 2, 1, 1, 1, 1, 1, 1, 1)}, "no earlier reload listed"},
+		{"skip good", []string{pl(1, 0, ll6, 1, 1, 1, 1, 1, 1, 1, 1), delta(1, 0, 2, 1, 1, 1, 1, 1, 1)}, ""},
+		{"can-skip-until too small", []string{pl(2, 0, ll6, 2)}, "CAN-SKIP-UNTIL"},
+		{"discontinuity sequence back", []string{pl(2, 0, "#EXT-X-DISCONTINUITY-SEQUENCE:4\n", 2, 2, 2), pl(2, 1, "#EXT-X-DISCONTINUITY-SEQUENCE:3\n", 2, 2, 2)}, "DISCONTINUITY-SEQUENCE went back"},
+		{"discontinuity renumbered", []string{
+			pl(2, 0, "#EXT-X-DISCONTINUITY-SEQUENCE:0\n", 2, 2, 2),
+			strings.Replace(pl(2, 0, "#EXT-X-DISCONTINUITY-SEQUENCE:0\n", 2, 2, 2), "#EXTINF:2.00000,\nseg1.mp4", "#EXT-X-DISCONTINUITY\n#EXTINF:2.00000,\nseg1.mp4", 1)}, "discontinuity number changed"},
 		{"not a playlist", []string{"hello"}, "#EXTM3U"},
 		{"no target", []string{"#EXTM3U\n#EXTINF:2,\na.mp4\n"}, "TARGETDURATION"},
 	}
