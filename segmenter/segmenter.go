@@ -1,28 +1,39 @@
-// Package segmenter turns each live broadcast into HLS with one gohlslib muxer
-// per broadcast, and serves it as a CDN-friendly origin under /hls/{channel}/.
+// Package segmenter is onair's HLS packager and origin: it turns each live
+// broadcast into Low-Latency HLS (fMP4 parts), plain fMP4 or MPEG-TS
+// segments, and serves them under /hls/{channel}/ with the headers a CDN
+// edge needs.
 //
 // What a player sees:
-//   - Live: /hls/{channel}/index.m3u8 (multivariant) pointing at gohlslib's
-//     media playlists (video1_stream.m3u8, audio2_stream.m3u8; main_stream.m3u8
-//     for mpegts). The first request waits until the first segment exists.
-//   - End (feed ended, or the hub's context done): the last frames are flushed
-//     into a final segment, the playlists get EXT-X-ENDLIST and lose the
-//     preload hint, and stay served (with their media) for EndedLinger; then
+//   - Live: /hls/{channel}/index.m3u8 (multivariant: one variant, audio and
+//     video muxed) naming stream.m3u8, the media playlist. The first part is
+//     listed as soon as it is complete (about one part duration after the
+//     first keyframe); a request that comes before waits for it.
+//   - Segments are cut at keyframes about SegmentDuration apart. A keyframe
+//     interval longer than EXT-X-TARGETDURATION allows makes the packager cut
+//     between keyframes (such segments and parts are not INDEPENDENT), so the
+//     target duration, fixed for the playlist's life, is never exceeded.
+//   - End (the publisher stops or does not return within the grace period,
+//     or the server stops): the last frames close a final segment, the
+//     playlist gets EXT-X-ENDLIST, and it stays served for EndedLinger; then
 //     every path of the channel answers 404.
-//   - Takedown (Remove): every path answers 404 at once.
-//   - New broadcast on the channel: replaces the old playlist at once. Its
-//     media sequence numbers start after the previous broadcast's last one
-//     (and above a wall-clock floor, so also after a restart), with a new
-//     EXT-X-DISCONTINUITY-SEQUENCE, new init segment and new URIs (gohlslib's
-//     random prefix), so a reloading player never sees numbers go back and
-//     a cached blocking answer never refers to another broadcast.
+//   - Codec change mid-stream (ingest ends the broadcast and starts a new
+//     one): the playlist goes on with EXT-X-DISCONTINUITY and a new EXT-X-MAP.
+//   - Takedown (Remove, or a broadcast ended as taken down): every path
+//     answers 404 at once.
+//   - A later broadcast on the channel: a new playlist whose media sequence
+//     numbers continue after the previous one's (and above a wall-clock floor,
+//     so also after a restart) and whose discontinuity sequence counts on; URIs
+//     carry a per-broadcast token, so no URI is ever reused.
 //
-// gohlslib keeps the SegmentCount segments of the window (and their parts) in
-// RAM; an ended stream keeps a frozen copy of the same window until it expires.
+// Memory: a stream keeps the segments of its window as their parts' bytes,
+// each part encoded once into a slice of its exact size; a segment is served
+// as its parts in order, never copied.
 package segmenter
 
 import (
+	"compress/gzip"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,21 +55,26 @@ const (
 const (
 	DefaultVariant         = VariantLowLatency
 	DefaultSegmentDuration = time.Second
-	DefaultPartDuration    = 200 * time.Millisecond
+	DefaultPartDuration    = 250 * time.Millisecond
 	DefaultSegmentCount    = 7
 	DefaultEndedLinger     = 30 * time.Second
 )
+
+// continueWait is how long a playlist whose broadcast ended for a codec
+// change stays open for the channel's next broadcast to continue it.
+const continueWait = 5 * time.Second
 
 // Options configure a Segmenter. Zero values take the Default* constants.
 type Options struct {
 	// Variant is "lowlatency" (LL-HLS, fMP4 parts), "fmp4" or "mpegts".
 	Variant string
-	// SegmentDuration is the minimum segment length; segments are cut at the
-	// first keyframe after it, so the publisher's GOP bounds the real length.
+	// SegmentDuration is the segment length aimed at: segments are cut at the
+	// first keyframe a little under it. EXT-X-TARGETDURATION is this rounded
+	// up to whole seconds.
 	SegmentDuration time.Duration
-	// PartDuration is the minimum LL-HLS part length.
+	// PartDuration is the LL-HLS part target (PART-TARGET).
 	PartDuration time.Duration
-	// SegmentCount is how many segments a playlist keeps (LL-HLS needs at least 7).
+	// SegmentCount is how many complete segments a playlist keeps (LL-HLS needs at least 7).
 	SegmentCount int
 	// EndedLinger is how long an ended broadcast's playlist stays served
 	// (with EXT-X-ENDLIST) before its channel answers 404.
@@ -66,19 +82,74 @@ type Options struct {
 	// Visible reports whether a channel's HLS may be served (e.g. not before a
 	// moderation verdict); nil means always.
 	Visible func(channel string) bool
-	// OnFailure is told when a broadcast's media cannot be muxed (the muxer
-	// rejected it); the caller may end the broadcast. It may be nil.
+	// OnFailure is told when a broadcast's media cannot be packaged; the
+	// caller may end the broadcast. It may be nil.
 	OnFailure func(b *ingest.Broadcast, err error)
 	// Logger receives the segmenter's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
 
-// Segmenter muxes every live broadcast into HLS and keeps the per-channel
-// streams the origin handler serves. It implements ingest.Consumer.
+// config is what the packager and the origin derive from Options.
+type config struct {
+	lowLatency   bool
+	mpegts       bool
+	version      int           // EXT-X-VERSION
+	segment      time.Duration // segment length aimed at
+	minSegment   time.Duration // shortest segment a keyframe may close
+	target       time.Duration // EXT-X-TARGETDURATION
+	targetSecs   int
+	part         time.Duration // PART-TARGET
+	minPart      time.Duration // 85 % of PART-TARGET (rfc8216bis)
+	skipUntil    time.Duration // CAN-SKIP-UNTIL
+	maxParts     int           // more parts than any segment can hold
+	maxGap       time.Duration // a timestamp jump beyond this is a discontinuity
+	hold         time.Duration // how long a request may wait for content
+	linger       time.Duration
+	mediaAge     int // Cache-Control max-age of media, seconds
+	segmentCount int
+}
+
+func newConfig(o Options) config {
+	c := config{
+		lowLatency:   o.Variant == VariantLowLatency,
+		mpegts:       o.Variant == VariantMPEGTS,
+		segment:      o.SegmentDuration,
+		part:         o.PartDuration,
+		segmentCount: o.SegmentCount,
+		linger:       o.EndedLinger,
+	}
+	c.targetSecs = int((o.SegmentDuration + time.Second - 1) / time.Second)
+	c.target = time.Duration(c.targetSecs) * time.Second
+	// A keyframe one SegmentDuration after the segment's start must never be
+	// missed (RTMP rounds timestamps to milliseconds, B-frames shift them).
+	c.minSegment = c.segment - min(c.segment/5, 200*time.Millisecond)
+	c.minPart = c.part * 85 / 100
+	c.skipUntil = 6 * c.target
+	// Every part but a segment's last is at least half a part target long
+	// (see packager.cutPart); a segment is under target + 0.5 s.
+	c.maxParts = int((c.target+time.Second/2)/(c.part/2)) + 2
+	c.maxGap = c.target
+	c.hold = 3 * c.target
+	c.mediaAge = int((time.Duration(c.segmentCount+2)*c.target + c.linger + time.Second - 1) / time.Second)
+	switch {
+	case c.lowLatency:
+		c.version = 9 // EXT-X-SKIP
+	case c.mpegts:
+		c.version = 3
+	default:
+		c.version = 7 // EXT-X-MAP in a media playlist without I-frames
+	}
+	return c
+}
+
+// Segmenter packages every live broadcast into HLS and keeps the per-channel
+// windows the origin handler serves. It implements ingest.Consumer.
 type Segmenter struct {
 	opts    Options
+	cfg     config
 	log     *slog.Logger
 	metrics metrics
+	gzip    sync.Pool // *gzip.Writer, for playlists
 
 	ctx    context.Context // done when Close is called
 	cancel context.CancelFunc
@@ -89,12 +160,13 @@ type Segmenter struct {
 	wg       sync.WaitGroup // Consume calls in flight
 }
 
-// channelState is what a channel keeps across its broadcasts, so that a new
-// broadcast continues the media and discontinuity sequence numbers.
+// channelState is what a channel keeps across its broadcasts.
 type channelState struct {
-	cur        *stream // live or lingering; nil when nothing is served
-	nextMSN    uint64  // lowest media sequence number the next broadcast may use
-	nextDiscSq uint64  // discontinuity sequence number for the next broadcast
+	win      *window       // served; nil when nothing is
+	writing  chan struct{} // closed when the current writer returns; nil if none
+	timer    *time.Timer   // expiry of an ended window, or of one awaiting continuation
+	nextMSN  uint64        // first MSN of the next window
+	nextDisc uint64        // its discontinuity sequence
 }
 
 var _ ingest.Consumer = (*Segmenter)(nil)
@@ -124,8 +196,8 @@ func New(opts Options) (*Segmenter, error) {
 	switch {
 	case opts.SegmentDuration < 100*time.Millisecond || opts.SegmentDuration > time.Minute:
 		return nil, fmt.Errorf("segmenter: segment duration %v out of range [100ms, 1m]", opts.SegmentDuration)
-	case opts.PartDuration < 10*time.Millisecond || opts.PartDuration > opts.SegmentDuration:
-		return nil, fmt.Errorf("segmenter: part duration %v out of range [10ms, segment duration]", opts.PartDuration)
+	case opts.PartDuration < 50*time.Millisecond || opts.PartDuration > opts.SegmentDuration:
+		return nil, fmt.Errorf("segmenter: part duration %v out of range [50ms, segment duration]", opts.PartDuration)
 	case opts.Variant == VariantLowLatency && opts.SegmentCount < 7:
 		return nil, fmt.Errorf("segmenter: low-latency HLS needs a segment count of at least 7, got %d", opts.SegmentCount)
 	case opts.SegmentCount < 3:
@@ -138,17 +210,22 @@ func New(opts Options) (*Segmenter, error) {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Segmenter{
+	s := &Segmenter{
 		opts:     opts,
+		cfg:      newConfig(opts),
 		log:      log.With("component", "segmenter"),
 		ctx:      ctx,
 		cancel:   cancel,
 		channels: make(map[string]*channelState),
-	}, nil
+	}
+	s.gzip.New = func() any {
+		zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+		return zw
+	}
+	return s, nil
 }
 
-// Consume muxes one broadcast until its feed ends or ctx is done; then the
-// playlist is ended (EXT-X-ENDLIST) and stays served for EndedLinger.
+// Consume packages one broadcast until its feed ends or ctx is done.
 func (s *Segmenter) Consume(ctx context.Context, b *ingest.Broadcast, feed *ingest.Feed) {
 	log := s.log.With("channel", b.Channel, "broadcast", b.ID)
 	if !ingest.ValidChannelName(b.Channel) {
@@ -161,34 +238,43 @@ func (s *Segmenter) Consume(ctx context.Context, b *ingest.Broadcast, feed *inge
 	stop := context.AfterFunc(s.ctx, cancel)
 	defer stop()
 
-	st, err := s.start(b, log)
+	win, release, err := s.attach(ctx, b.Channel)
 	if err != nil {
-		log.Error("cannot mux broadcast", "err", err)
-		s.metrics.failures.Add(1)
-		if s.opts.OnFailure != nil {
-			s.opts.OnFailure(b, err)
-		}
+		log.Warn("cannot package broadcast", "err", err)
 		drain(ctx, feed)
 		return
 	}
-	defer s.wg.Done()
+	defer release()
+	s.metrics.broadcasts.Add(1)
 
-	err = st.run(ctx, feed)
+	p, err := newPackager(&s.cfg, &s.metrics, win, b, log)
+	if err == nil {
+		err = p.run(ctx, feed)
+	}
+	reason := ingest.EndReasonOf(err)
 	switch {
-	case errors.Is(err, ingest.ErrEnded), ctx.Err() != nil:
-		// A normal end, or the hub/server stopping: end the playlist properly.
-		log.Info("broadcast ended, ending playlist", "linger", s.opts.EndedLinger)
-	case err != nil:
-		log.Error("cannot mux broadcast, ending its playlist", "err", err)
+	case reason == ingest.EndTakenDown:
+		s.Remove(b.Channel)
+	case reason == ingest.EndNewTracks:
+		log.Info("codec parameters changed: the playlist continues with the next broadcast")
+		p.finish(false)
+		s.expireLater(b.Channel, win, continueWait)
+	case reason != "" || ctx.Err() != nil:
+		log.Info("broadcast ended, ending playlist", "reason", string(reason), "linger", s.opts.EndedLinger)
+		p.finish(true)
+		s.expireLater(b.Channel, win, s.opts.EndedLinger)
+	default:
+		log.Error("cannot package broadcast, ending its playlist", "err", err)
 		s.metrics.failures.Add(1)
+		if p != nil {
+			p.finish(true)
+		}
+		s.expireLater(b.Channel, win, s.opts.EndedLinger)
 		if s.opts.OnFailure != nil {
 			s.opts.OnFailure(b, err)
 		}
-		s.finish(st)     // end the playlist with what was muxed so far
-		drain(ctx, feed) // and keep the hub's queue moving until ingest ends it
-		return
+		drain(ctx, feed) // keep the hub's queue moving until ingest ends it
 	}
-	s.finish(st)
 }
 
 // drain discards a feed until it ends, so the hub never waits on us.
@@ -200,83 +286,100 @@ func drain(ctx context.Context, feed *ingest.Feed) {
 	}
 }
 
-// start creates the stream for b and makes it the one its channel serves,
-// replacing (and closing) whatever the channel served before.
-func (s *Segmenter) start(b *ingest.Broadcast, log *slog.Logger) (*stream, error) {
+// attach makes the caller the channel's writer and returns the window to
+// write into: the channel's live one (continued after a codec change), or a
+// new one replacing an ended one. A writer still finishing the channel's
+// previous broadcast is waited for first, so windows see one writer at a time.
+func (s *Segmenter) attach(ctx context.Context, channel string) (*window, func(), error) {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, nil, errors.New("segmenter is closed")
+		}
+		cs := s.channels[channel]
+		if cs == nil {
+			cs = &channelState{}
+			s.channels[channel] = cs
+		}
+		if busy := cs.writing; busy != nil {
+			s.mu.Unlock()
+			select {
+			case <-busy:
+				continue
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+		}
+		if cs.timer != nil {
+			cs.timer.Stop()
+			cs.timer = nil
+		}
+		if w := cs.win; w != nil && w.isEnded() {
+			cs.nextMSN, cs.nextDisc = w.next()
+			w.close()
+			cs.win = nil
+		}
+		if cs.win == nil {
+			cs.win = newWindow(&s.cfg, max(cs.nextMSN, seqFloor(time.Now())), cs.nextDisc)
+		}
+		done := make(chan struct{})
+		cs.writing = done
+		win := cs.win
+		s.wg.Add(1)
+		s.mu.Unlock()
+		release := func() {
+			s.mu.Lock()
+			if cs.writing == done {
+				cs.writing = nil
+			}
+			s.mu.Unlock()
+			close(done)
+			s.wg.Done()
+		}
+		return win, release, nil
+	}
+}
+
+// expireLater drops win after d unless the channel moved on meanwhile.
+func (s *Segmenter) expireLater(channel string, win *window, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errors.New("segmenter is closed")
+	cs := s.channels[channel]
+	if cs == nil || cs.win != win {
+		return
 	}
-	cs := s.channels[b.Channel]
-	if cs == nil {
-		cs = &channelState{}
-		s.channels[b.Channel] = cs
+	if cs.timer != nil {
+		cs.timer.Stop()
 	}
-	// Sequence numbers continue across broadcasts; the wall-clock floor keeps
-	// them from going backwards across a restart too (see seqFloor).
-	msn := max(cs.nextMSN, seqFloor(time.Now()))
-	disc := max(cs.nextDiscSq, seqFloor(time.Now()))
-	st, err := newStream(s, b, log, msn, disc)
-	if err != nil {
-		return nil, fmt.Errorf("starting muxer: %w", err)
+	cs.timer = time.AfterFunc(d, func() { s.expire(channel, win) })
+}
+
+// expire drops win if the channel still serves it and no writer took it up.
+func (s *Segmenter) expire(channel string, win *window) {
+	s.mu.Lock()
+	cs := s.channels[channel]
+	if cs == nil || cs.win != win || cs.writing != nil {
+		s.mu.Unlock()
+		return
 	}
-	if old := cs.cur; old != nil {
-		log.Info("new broadcast replaces the channel's previous playlist", "previous", old.b.ID)
-		old.close()
-	}
-	cs.cur = st
-	cs.nextDiscSq = disc + 1
-	s.wg.Add(1)
-	s.metrics.broadcasts.Add(1)
-	return st, nil
+	cs.nextMSN, cs.nextDisc = win.next()
+	cs.win, cs.timer = nil, nil
+	s.mu.Unlock()
+	win.close()
 }
 
 // seqFloor is a lower bound for the first media sequence number of a new
-// broadcast that grows by two per second of wall-clock time. A playlist's
-// sequence grows by at most about one per SegmentDuration (>= 100 ms, but 1 s by
-// default) plus the seven LL-HLS start gaps, so broadcasts longer than a few
-// seconds never see a later broadcast start below their last number, even
-// across a process restart that lost the in-memory counter.
+// window that grows by ten per second of wall-clock time: segments are at
+// least 100 ms long, so a window's numbers never grow faster, and a window
+// started after a restart never goes below one from before it.
 func seqFloor(now time.Time) uint64 {
 	const epoch = 1_700_000_000 // 2023-11-14; keeps the numbers readable
 	sec := now.Unix() - epoch
 	if sec < 0 {
 		return 0
 	}
-	return uint64(sec) * 2
-}
-
-// finish ends st's playlist and schedules its removal after EndedLinger.
-func (s *Segmenter) finish(st *stream) {
-	final := st.end()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cs := s.channels[st.b.Channel]
-	if cs == nil || cs.cur != st {
-		st.close() // removed or replaced meanwhile
-		return
-	}
-	cs.nextMSN = max(cs.nextMSN, final+1)
-	if !st.hasFinal() || s.closed {
-		cs.cur = nil
-		st.close()
-		return
-	}
-	t := time.AfterFunc(s.opts.EndedLinger, func() { s.expire(st) })
-	st.mu.Lock()
-	st.linger = t
-	st.mu.Unlock()
-}
-
-// expire drops st once its linger is over, unless it was replaced already.
-func (s *Segmenter) expire(st *stream) {
-	s.mu.Lock()
-	if cs := s.channels[st.b.Channel]; cs != nil && cs.cur == st {
-		cs.cur = nil
-	}
-	s.mu.Unlock()
-	st.close()
+	return uint64(sec) * 10
 }
 
 // Remove drops a channel's HLS at once (a takedown): every path of the channel
@@ -284,26 +387,32 @@ func (s *Segmenter) expire(st *stream) {
 func (s *Segmenter) Remove(channel string) {
 	s.mu.Lock()
 	cs := s.channels[channel]
-	var st *stream
-	if cs != nil {
-		st, cs.cur = cs.cur, nil
+	var win *window
+	if cs != nil && cs.win != nil {
+		win = cs.win
+		cs.nextMSN, cs.nextDisc = win.next()
+		cs.win = nil
+		if cs.timer != nil {
+			cs.timer.Stop()
+			cs.timer = nil
+		}
 	}
 	s.mu.Unlock()
-	if st != nil {
-		s.log.Info("channel HLS removed", "channel", channel, "broadcast", st.b.ID)
-		st.close()
+	if win != nil {
+		s.log.Info("channel HLS removed", "channel", channel)
+		win.close()
 	}
 }
 
-// lookup returns the stream a channel currently serves, or nil.
-func (s *Segmenter) lookup(channel string) *stream {
+// lookup returns the window a channel currently serves, or nil.
+func (s *Segmenter) lookup(channel string) *window {
 	if s.opts.Visible != nil && !s.opts.Visible(channel) {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cs := s.channels[channel]; cs != nil && cs.cur != nil && !cs.cur.isClosed() {
-		return cs.cur
+	if cs := s.channels[channel]; cs != nil {
+		return cs.win
 	}
 	return nil
 }
@@ -317,27 +426,31 @@ func (s *Segmenter) Handler() http.Handler { return &Origin{seg: s} }
 func (s *Segmenter) Close() {
 	s.mu.Lock()
 	s.closed = true
-	var streams []*stream
+	var wins []*window
 	for _, cs := range s.channels {
-		if cs.cur != nil {
-			streams = append(streams, cs.cur)
-			cs.cur = nil
+		if cs.win != nil {
+			wins = append(wins, cs.win)
+			cs.win = nil
+		}
+		if cs.timer != nil {
+			cs.timer.Stop()
 		}
 	}
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
-	for _, st := range streams {
-		st.close()
+	for _, w := range wins {
+		w.close()
 	}
 }
 
-// minSegment is the length at which the muxer may cut a segment at the next
-// keyframe. It sits under SegmentDuration so that a keyframe one SegmentDuration
-// after the segment's start is never skipped (which would double every segment
-// and the target duration): gohlslib gives the broadcast's first keyframe a DTS
-// equal to its PTS, up to the B-frame reorder delay (2–4 frames) late, and RTMP
-// rounds timestamps to milliseconds.
-func (s *Segmenter) minSegment() time.Duration {
-	return s.opts.SegmentDuration - min(s.opts.SegmentDuration/5, 200*time.Millisecond)
+// randomToken returns 8 random characters from [a-z0-9].
+func randomToken() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b[:])
 }

@@ -149,7 +149,7 @@ func (s *onairServer) publishURL(i int) string {
 	return fmt.Sprintf("rtmp://127.0.0.1:%d/live/%s", s.rtmpPort, streamKey(i))
 }
 func (s *onairServer) playlistURL(i int) string {
-	return fmt.Sprintf("http://127.0.0.1:%d/hls/b%d/video1_stream.m3u8", s.httpPort, i)
+	return fmt.Sprintf("http://127.0.0.1:%d/hls/b%d/stream.m3u8", s.httpPort, i)
 }
 func (s *onairServer) entryURL(i int) string {
 	return fmt.Sprintf("http://127.0.0.1:%d/hls/b%d/index.m3u8", s.httpPort, i)

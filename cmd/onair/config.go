@@ -41,8 +41,8 @@ type Config struct {
 	PublishWebhook string        `key:"publish-auth-webhook" help:"URL deciding publishes instead of the key list (POST JSON, 2xx accepts)"`
 
 	HLSVariant         string        `key:"hls-variant" help:"lowlatency, fmp4 or mpegts"`
-	HLSSegmentDuration time.Duration `key:"hls-segment-duration" help:"minimum segment duration (segments are cut at keyframes)"`
-	HLSPartDuration    time.Duration `key:"hls-part-duration" help:"LL-HLS part duration"`
+	HLSSegmentDuration time.Duration `key:"hls-segment-duration" help:"segment length aimed at (cut at keyframes; EXT-X-TARGETDURATION is this rounded up to whole seconds)"`
+	HLSPartDuration    time.Duration `key:"hls-part-duration" help:"LL-HLS part target (PART-TARGET; 250ms fits 25, 30, 50 and 60 fps)"`
 	HLSSegmentCount    int           `key:"hls-segment-count" help:"segments kept in each playlist"`
 	HLSEndedLinger     time.Duration `key:"hls-ended-linger" help:"how long an ended playlist stays served before answering 404"`
 
@@ -89,7 +89,7 @@ func defaultConfig() Config {
 
 		HLSVariant:         "lowlatency",
 		HLSSegmentDuration: time.Second,
-		HLSPartDuration:    200 * time.Millisecond,
+		HLSPartDuration:    250 * time.Millisecond,
 		HLSSegmentCount:    7,
 		HLSEndedLinger:     30 * time.Second,
 

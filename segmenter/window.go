@@ -1,0 +1,492 @@
+package segmenter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Errors the origin maps to HTTP statuses.
+var (
+	errNotFound   = errors.New("no such object")
+	errBadRequest = errors.New("bad request")
+	errTimeout    = errors.New("timed out waiting for the object")
+)
+
+// rendition describes one broadcast's media as the playlists name it: its
+// URI prefix, its init segment and what the multivariant playlist says.
+type rendition struct {
+	token     string // URI prefix, unique per broadcast
+	init      []byte // fMP4 init segment; nil for MPEG-TS
+	created   time.Time
+	codecs    string // RFC 6381 CODECS value
+	width     int
+	height    int
+	audioOnly bool
+}
+
+// part is one LL-HLS partial segment: immutable bytes, held once.
+type part struct {
+	data        []byte
+	dur         time.Duration
+	independent bool
+	created     time.Time
+}
+
+// segment is one media segment: the concatenation of its parts.
+type segment struct {
+	msn   uint64
+	r     *rendition
+	disc  bool // EXT-X-DISCONTINUITY before it
+	pdt   time.Time
+	parts []*part
+	dur   time.Duration
+	size  int
+	done  bool
+}
+
+// window is what a channel's media playlist lists: the newest segments of
+// its broadcasts (more than one broadcast after a codec change, with a
+// discontinuity between them), the parts of the newest ones, and the part
+// being filled. Every change makes a new version and wakes the requests
+// waiting for one; each version is rendered at most once per form.
+//
+// Writers (one packager at a time) and readers (origin requests) share it
+// under mu. Parts are never modified once added, so readers keep references
+// to them outside the lock.
+type window struct {
+	cfg *config
+	id  string // random: keeps ETags unique across windows and restarts
+
+	mu       sync.Mutex
+	segs     []*segment // oldest first; the last one is in progress unless ended
+	nextMSN  uint64     // number of the next segment opened
+	discSeq  uint64     // EXT-X-DISCONTINUITY-SEQUENCE: number of segs[0]
+	ended    bool       // EXT-X-ENDLIST
+	closed   bool       // removed: everything answers 404
+	version  uint64
+	modTime  time.Time
+	changed  chan struct{} // closed and replaced at every version
+	renders  *renders      // the current version's playlists, once rendered
+	bandPeak int           // highest segment bitrate seen, bits/s
+	mv       *rendered     // the multivariant playlist last rendered
+	mvs      int           // how many were rendered (for ETags)
+}
+
+func newWindow(cfg *config, firstMSN, discSeq uint64) *window {
+	return &window{cfg: cfg, id: randomToken(), nextMSN: firstMSN, discSeq: discSeq,
+		changed: make(chan struct{}), modTime: time.Now()}
+}
+
+// bumpLocked makes a new version and wakes every waiter.
+func (w *window) bumpLocked() {
+	w.version++
+	w.modTime = time.Now()
+	w.renders = nil
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// open numbers s and appends it as the segment in progress: the start of a
+// broadcast's media. A segment left open and empty by an aborted writer is
+// dropped first.
+func (w *window) open(s *segment) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	w.openLocked(s)
+	w.ended = false
+	w.bumpLocked()
+}
+
+func (w *window) openLocked(s *segment) {
+	if n := len(w.segs); n > 0 && !w.segs[n-1].done {
+		if len(w.segs[n-1].parts) == 0 {
+			w.segs = w.segs[:n-1]
+			w.nextMSN--
+		} else {
+			w.closeLocked(w.segs[n-1])
+		}
+	}
+	if len(w.segs) == 0 {
+		s.disc = false // the first segment's number is the sequence itself
+	}
+	s.msn = w.nextMSN
+	w.nextMSN++
+	w.segs = append(w.segs, s)
+}
+
+// addPart appends p to s, the segment in progress. When next is set, s is
+// complete and next opens after it, in the same playlist version, so the
+// part being filled is always known.
+func (w *window) addPart(s *segment, p *part, next *segment) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return // taken down: keep nothing
+	}
+	s.parts = append(s.parts, p)
+	s.dur += p.dur
+	s.size += len(p.data)
+	if next != nil {
+		w.closeLocked(s)
+		w.openLocked(next)
+	}
+	w.bumpLocked()
+}
+
+// finish completes s, the last segment of a broadcast (dropping it if it has
+// no parts); with end set the playlist ends (EXT-X-ENDLIST), otherwise it
+// waits for the channel's next broadcast to continue it.
+func (w *window) finish(s *segment, end bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	if n := len(w.segs); n > 0 && w.segs[n-1] == s && !s.done {
+		if len(s.parts) == 0 {
+			w.segs = w.segs[:n-1]
+			w.nextMSN--
+		} else {
+			w.closeLocked(s)
+		}
+	}
+	if end {
+		w.ended = true
+	}
+	w.bumpLocked()
+}
+
+// closeLocked marks s complete and drops what falls out of the window.
+func (w *window) closeLocked(s *segment) {
+	s.done = true
+	if s.dur > 0 {
+		if bps := int(float64(s.size*8) / s.dur.Seconds()); bps > w.bandPeak {
+			w.bandPeak = bps
+		}
+	}
+	w.trimLocked()
+}
+
+// trimLocked keeps at most SegmentCount complete segments (plus the one in progress).
+func (w *window) trimLocked() {
+	complete := len(w.segs)
+	if complete > 0 && !w.segs[complete-1].done {
+		complete--
+	}
+	for complete > w.cfg.segmentCount {
+		if len(w.segs) > 1 && w.segs[1].disc {
+			w.discSeq++
+			w.segs[1].disc = false // now first: its number is the sequence itself
+		}
+		w.segs[0] = nil
+		w.segs = w.segs[1:]
+		complete--
+	}
+}
+
+// close removes the window: every request answers 404 from now on.
+func (w *window) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	w.closed = true
+	w.segs = nil
+	w.bumpLocked()
+}
+
+// next returns the number the next segment after this window's would get
+// and the discontinuity sequence a later window must start from.
+func (w *window) next() (msn, disc uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	disc = w.discSeq
+	for i, s := range w.segs {
+		if i > 0 && s.disc {
+			disc++
+		}
+	}
+	return w.nextMSN, disc + 1
+}
+
+// position is a part's place in the stream: segment number and part index.
+type position struct {
+	msn  uint64
+	part int
+}
+
+// tipLocked returns the newest complete part's position and whether any
+// exists, and the part being filled (the preload hint) if the stream is live.
+func (w *window) tipLocked() (newest position, ok bool, filling position, live bool) {
+	for i := len(w.segs) - 1; i >= 0; i-- {
+		if s := w.segs[i]; len(s.parts) > 0 {
+			newest, ok = position{s.msn, len(s.parts) - 1}, true
+			break
+		}
+	}
+	if n := len(w.segs); n > 0 && !w.ended && !w.closed && !w.segs[n-1].done {
+		s := w.segs[n-1]
+		filling, live = position{s.msn, len(s.parts)}, true
+	}
+	return
+}
+
+// satisfiedLocked reports whether a blocking reload asking for segment msn
+// (and part, if hasPart) can be answered.
+func (w *window) satisfiedLocked(msn uint64, part int, hasPart bool) bool {
+	if w.ended || w.closed {
+		return true
+	}
+	if !hasPart {
+		// The segment itself must be complete.
+		for i := len(w.segs) - 1; i >= 0; i-- {
+			if s := w.segs[i]; s.done {
+				return s.msn >= msn
+			}
+		}
+		return false
+	}
+	newest, ok, _, _ := w.tipLocked()
+	if !ok {
+		return false
+	}
+	// A complete segment's part past its last is the next segment's first.
+	return msn < newest.msn || msn == newest.msn && part <= newest.part
+}
+
+// tooFarLocked reports whether a blocking reload asks for more than the
+// protocol allows: an MSN more than two past the last complete segment, or a
+// part index no segment can reach.
+func (w *window) tooFarLocked(msn uint64, part int, hasPart bool) bool {
+	if hasPart && part >= w.cfg.maxParts {
+		return true
+	}
+	last := w.nextMSN // one past the newest segment opened
+	if n := len(w.segs); n > 0 && !w.segs[n-1].done {
+		last-- // the segment in progress is not complete
+	}
+	// last is now one past the last complete segment; allow up to two past it.
+	return msn > last+1
+}
+
+// playlistRequest is a validated media playlist request.
+type playlistRequest struct {
+	blocking bool // _HLS_msn given
+	msn      uint64
+	hasPart  bool // _HLS_part given
+	part     int
+	skip     bool // _HLS_skip=YES or v2
+}
+
+// waitPlaylist waits until the window can answer rq (a plain request once a
+// segment is complete) and returns that version's playlist. It
+// waits on the window's own change signal: no goroutine is started and
+// nothing outlives the request.
+func (w *window) waitPlaylist(ctx context.Context, rq playlistRequest) (*rendered, error) {
+	var timer *time.Timer
+	for {
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			return nil, errNotFound
+		}
+		if rq.blocking && !w.ended && w.tooFarLocked(rq.msn, rq.part, rq.hasPart) {
+			w.mu.Unlock()
+			return nil, errBadRequest
+		}
+		if w.ended || rq.blocking && w.hasPartsLocked() && w.satisfiedLocked(rq.msn, rq.part, rq.hasPart) ||
+			!rq.blocking && w.completeLocked() {
+			r := w.playlistLocked(rq.skip)
+			w.mu.Unlock()
+			return r, nil
+		}
+		changed := w.changed
+		w.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(w.cfg.hold)
+			defer timer.Stop()
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return nil, errTimeout
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// completeLocked reports whether a complete segment exists. A plain request
+// waits for one: players without LL-HLS (ffmpeg, VLC, video.js) give up on a
+// playlist that lists parts only, and LL-HLS players block for parts anyway.
+func (w *window) completeLocked() bool {
+	for _, s := range w.segs {
+		if s.done {
+			return true
+		}
+	}
+	return false
+}
+
+// hasPartsLocked reports whether any part exists.
+func (w *window) hasPartsLocked() bool {
+	for _, s := range w.segs {
+		if len(s.parts) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// object is an immutable media object: an init segment, a part, or a
+// segment (its parts in order).
+type object struct {
+	chunks  [][]byte
+	size    int
+	created time.Time
+	r       *rendition
+}
+
+// findMedia returns the object a media URI names, waiting (up to the hold
+// limit) when it names the part being filled, as a preload hint does.
+func (w *window) findMedia(ctx context.Context, n name) (*object, error) {
+	var timer *time.Timer
+	for {
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			return nil, errNotFound
+		}
+		obj, wait := w.lookupLocked(n)
+		changed := w.changed
+		w.mu.Unlock()
+		if obj != nil {
+			return obj, nil
+		}
+		if !wait {
+			return nil, errNotFound
+		}
+		if timer == nil {
+			timer = time.NewTimer(w.cfg.hold)
+			defer timer.Stop()
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return nil, errTimeout
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// lookupLocked finds the object n names; wait says it may still appear.
+func (w *window) lookupLocked(n name) (obj *object, wait bool) {
+	for _, s := range w.segs {
+		if s.r.token != n.token {
+			continue
+		}
+		if n.kind == kindInit {
+			if s.r.init == nil {
+				return nil, false
+			}
+			return &object{chunks: [][]byte{s.r.init}, size: len(s.r.init), created: s.r.created, r: s.r}, false
+		}
+		if s.msn != n.msn {
+			continue
+		}
+		switch n.kind {
+		case kindSegment:
+			if !s.done || len(s.parts) == 0 {
+				return nil, false
+			}
+			o := &object{chunks: make([][]byte, len(s.parts)), size: s.size, created: s.parts[len(s.parts)-1].created, r: s.r}
+			for i, p := range s.parts {
+				o.chunks[i] = p.data
+			}
+			return o, false
+		case kindPart:
+			if n.part < len(s.parts) {
+				p := s.parts[n.part]
+				return &object{chunks: [][]byte{p.data}, size: len(p.data), created: p.created, r: s.r}, false
+			}
+			_, _, filling, live := w.tipLocked()
+			return nil, live && filling == position{n.msn, n.part}
+		}
+	}
+	return nil, false
+}
+
+// isEnded reports whether the playlist has EXT-X-ENDLIST.
+func (w *window) isEnded() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ended
+}
+
+// waitMultivariant waits until something can be listed and returns the
+// multivariant playlist for the newest broadcast, rendered once per
+// broadcast and bandwidth estimate.
+func (w *window) waitMultivariant(ctx context.Context) (*rendered, error) {
+	var timer *time.Timer
+	for {
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			return nil, errNotFound
+		}
+		if pl := w.multivariantLocked(); pl != nil {
+			w.mu.Unlock()
+			return pl, nil
+		}
+		ended, changed := w.ended, w.changed
+		w.mu.Unlock()
+		if ended {
+			return nil, errNotFound
+		}
+		if timer == nil {
+			timer = time.NewTimer(w.cfg.hold)
+			defer timer.Stop()
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return nil, errTimeout
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (w *window) multivariantLocked() *rendered {
+	var r *rendition
+	var size int
+	var dur time.Duration
+	for _, s := range w.segs {
+		if len(s.parts) > 0 {
+			r, size, dur = s.r, s.size, s.dur
+		}
+	}
+	if r == nil {
+		return nil
+	}
+	peak := w.bandPeak
+	if peak == 0 && dur > 0 {
+		peak = int(float64(size*8) / dur.Seconds())
+	}
+	body := multivariant(r, peak)
+	if w.mv != nil && bytes.Equal(w.mv.body, body) {
+		return w.mv
+	}
+	w.mv = &rendered{body: body, etag: `"` + w.id + "." + r.token + "." + strconv.Itoa(w.mvs) + `"`, modTime: time.Now()}
+	w.mvs++
+	return w.mv
+}
