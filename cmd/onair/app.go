@@ -32,6 +32,8 @@ type app struct {
 	bus        chat.Bus
 	busName    string
 	web        http.Handler
+	http       httpStats // the HTTP server's guards (httpserver.go)
+	ready      readiness // /readyz (readiness.go)
 }
 
 func newApp(cfg Config, secret, adminToken string, names []string, keys map[string][]string, log *slog.Logger) (*app, error) {
@@ -69,6 +71,7 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	copts.Bus = a.bus
 	copts.Logger = log.With("part", "chat")
 	a.chat = chat.NewServer(copts)
+	a.ready.chat = a.chat.Ready
 
 	// Media.
 	a.seg, err = segmenter.New(segmenter.Options{
@@ -159,21 +162,10 @@ func (a *app) routes() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.Handle("GET /readyz", &a.ready)
 	mux.HandleFunc("GET /metrics", a.metrics)
 	mux.Handle("/", a.web)
 	return mux
-}
-
-func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	if err := a.chat.Ready(); err != nil {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, "not ready:", err)
-		return
-	}
-	fmt.Fprintln(w, "ready")
 }
 
 func (a *app) metrics(w http.ResponseWriter, r *http.Request) {
@@ -182,6 +174,9 @@ func (a *app) metrics(w http.ResponseWriter, r *http.Request) {
 	a.seg.WriteMetrics(w)
 	a.mod.WriteMetrics(w)
 	a.chat.WriteMetrics(w)
+	a.ready.writeMetrics(w)
+	a.http.writeMetrics(w)
+	writeProcessMetrics(w)
 }
 
 // broadcastNotices posts a channel's broadcast events into its chat room.

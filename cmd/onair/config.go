@@ -33,6 +33,14 @@ type Config struct {
 	MemoryLimitMiB int    `key:"memory-limit-mib" help:"soft limit of the process's Go memory in MiB; the collector works harder near it (0: none; GOMEMLIMIT also works)"`
 	DebugAddr      string `key:"debug-addr" help:"listen address for Go's net/http/pprof profiling endpoints (empty: off; never expose it publicly)"`
 
+	HTTPHeaderTimeout  time.Duration `key:"http-header-timeout" help:"time a client has to send a request's headers"`
+	HTTPReadTimeout    time.Duration `key:"http-read-timeout" help:"time a client has to send a whole request, headers and body"`
+	HTTPWriteTimeout   time.Duration `key:"http-write-timeout" help:"time to answer one request, from its headers to the last byte sent: a blocking playlist wait plus a slow player's segment download (WebSocket chat is exempt)"`
+	HTTPIdleTimeout    time.Duration `key:"http-idle-timeout" help:"how long an idle keep-alive connection is kept open"`
+	HTTPMaxHeaderBytes int           `key:"http-max-header-bytes" help:"largest request header block, in bytes; larger requests are answered 431"`
+	HTTPMaxConns       int           `key:"http-max-conns" help:"simultaneous HTTP connections, WebSocket chat included; more are answered 503 and closed"`
+	ShutdownDrain      time.Duration `key:"shutdown-drain" help:"on SIGTERM, how long HTTP keeps answering after broadcasts ended and chat closed, so players read the playlists' end and load balancers see /readyz fail (at most 8s: onair exits within 10s)"`
+
 	Channels       []string      `key:"channel" help:"a channel as NAME:KEY (repeatable; a name may repeat to add keys)"`
 	App            string        `key:"rtmp-app" help:"RTMP application name publishers use"`
 	Grace          time.Duration `key:"reconnect-grace" help:"how long a dropped publisher may take to reconnect and continue the same playlist"`
@@ -86,6 +94,14 @@ func defaultConfig() Config {
 		Grace:     15 * time.Second,
 
 		RTMPConnsPerIP: 32,
+
+		HTTPHeaderTimeout:  defaultHTTPHeaderTimeout,
+		HTTPReadTimeout:    defaultHTTPReadTimeout,
+		HTTPWriteTimeout:   defaultHTTPWriteTimeout,
+		HTTPIdleTimeout:    defaultHTTPIdleTimeout,
+		HTTPMaxHeaderBytes: defaultHTTPMaxHeaderBytes,
+		HTTPMaxConns:       defaultHTTPMaxConns,
+		ShutdownDrain:      defaultShutdownDrain,
 
 		HLSVariant:         "lowlatency",
 		HLSSegmentDuration: time.Second,
@@ -369,6 +385,7 @@ func (c *Config) validate() error {
 			bad("redis-url", "%q is not a redis:// URL", c.RedisURL)
 		}
 	}
+	c.validateHTTP(bad)
 	if _, _, err := c.channelKeys(); err != nil {
 		errs = append(errs, err)
 	}

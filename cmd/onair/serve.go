@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -58,11 +57,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log.Info("onair started", "version", buildVersion(), "rtmp", rtmpLn.Addr().String(), "http", httpLn.Addr().String(),
 		"hls_variant", cfg.HLSVariant, "chat_bus", app.busName, "channels", len(names))
 
-	httpSrv := &http.Server{
-		Handler:           app.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	httpSrv := newHTTPServer(cfg, guard(app.routes(), &app.http, log), log)
+	httpLn = newConnLimitListener(httpLn, cfg.HTTPMaxConns, &app.http, log)
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	var dbgSrv *http.Server
@@ -96,18 +92,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Error("stopping", "err", runErr)
 	}
 
-	// Stop in data-path order: end broadcasts (playlists get ENDLIST), close chat
-	// with close frames, then stop answering HTTP.
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rtmpLn.Close()
-	if err := app.hub.Shutdown(sctx); err != nil {
-		log.Warn("ingest shutdown", "err", err)
-	}
-	app.chat.Shutdown(sctx)
-	if err := httpSrv.Shutdown(sctx); err != nil {
-		log.Warn("http shutdown", "err", err)
-	}
+	stopServing(app, rtmpLn, httpSrv, cfg.ShutdownDrain, log)
 	if dbgSrv != nil {
 		dbgSrv.Close()
 	}
