@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/onairhq/onair/chat"
@@ -26,6 +27,11 @@ func tokenCommand(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "secret" {
+			fmt.Fprintln(stderr, "onair: warning: --secret on the command line is readable by every local user (ps); set ONAIR_SECRET or use --data-dir instead")
+		}
+	})
 	if !ingest.ValidChannelName(*channel) {
 		return errors.New("--channel NAME is required ([a-z0-9_-]{1,64})")
 	}
@@ -53,5 +59,30 @@ func moderationCommand(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%016x  # %s\n", h, path)
 	}
+	return nil
+}
+
+// keyCommand shows the stream key onair generated for its default channel.
+// "onair key show" reads it from the data directory, so the key need not be
+// printed at every start.
+func keyCommand(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "show" {
+		return errors.New("usage: onair key show [--data-dir DIR]")
+	}
+	fs := flag.NewFlagSet("onair key show", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", firstSet(envLookup("ONAIR_DATA_DIR"), defaultConfig().DataDir), "data directory of the server")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	st, ok, err := readState(*dataDir)
+	if err != nil {
+		return err
+	}
+	if !ok || st.DefaultKey == "" {
+		return fmt.Errorf("no generated stream key in %s (onair generates one at its first start without channels; keys of configured channels are in your configuration)", *dataDir)
+	}
+	fmt.Fprintf(stderr, "stream key of channel %q (from %s):\n", st.DefaultChannel, filepath.Join(*dataDir, stateFile))
+	fmt.Fprintln(stdout, st.DefaultKey)
 	return nil
 }

@@ -21,6 +21,7 @@ const usage = `onair — a self-hosted live-streaming server
 Usage:
   onair serve [flags]                       run every role in one process
   onair version                             print the version
+  onair key show [--data-dir DIR]           print the stream key generated at the first start
   onair token moderator --channel NAME      print a chat moderator token
   onair moderation hash IMAGE...            print perceptual hashes for a blocklist
 
@@ -47,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "onair", buildVersion())
+	case "key":
+		err = keyCommand(args[1:], stdout, stderr)
 	case "token":
 		err = tokenCommand(args[1:], stdout, stderr)
 	case "moderation":

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -24,9 +25,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	warnSecretFlags(fs, cfg, log)
 	applyGCSettings(cfg)
 
-	st, err := loadState(cfg.DataDir)
+	st, newKey, err := openState(cfg.DataDir)
 	if err != nil {
 		return err
 	}
@@ -53,7 +55,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("listen for HTTP on %s (http-addr): %w", cfg.HTTPAddr, err)
 	}
 
-	printBanner(stdout, cfg, rtmpLn.Addr(), httpLn.Addr(), names, keys, generated)
+	printBanner(stdout, cfg, rtmpLn.Addr(), httpLn.Addr(), names, keys, generated, newKey)
 	log.Info("onair started", "version", buildVersion(), "rtmp", rtmpLn.Addr().String(), "http", httpLn.Addr().String(),
 		"hls_variant", cfg.HLSVariant, "chat_bus", app.busName, "channels", len(names))
 
@@ -137,7 +139,9 @@ func firstSet(vals ...string) string {
 }
 
 // printBanner tells a new user, on stdout, everything needed to go live and watch.
-func printBanner(w io.Writer, cfg Config, rtmpAddr, httpAddr net.Addr, names []string, keys map[string][]string, generated bool) {
+// A generated stream key is shown once, when it was just made; later starts say
+// where it is kept, so that it does not end up in every log of the service.
+func printBanner(w io.Writer, cfg Config, rtmpAddr, httpAddr net.Addr, names []string, keys map[string][]string, generated, newKey bool) {
 	base := strings.TrimSuffix(cfg.PublicURL, "/")
 	host := "localhost"
 	if base == "" {
@@ -152,9 +156,12 @@ func printBanner(w io.Writer, cfg Config, rtmpAddr, httpAddr net.Addr, names []s
 	fmt.Fprintf(w, "  OBS → Settings → Stream → Service: Custom\n")
 	fmt.Fprintf(w, "    Server:      rtmp://%s/%s\n", hostPort(host, rtmpAddr), cfg.App)
 	for _, name := range names {
-		if generated {
-			fmt.Fprintf(w, "    Stream Key:  %s   (channel %q; generated, kept in %s)\n", keys[name][0], name, cfg.DataDir)
-		} else {
+		switch {
+		case generated && newKey:
+			fmt.Fprintf(w, "    Stream Key:  %s   (channel %q; generated now and shown this once; kept in %s)\n", keys[name][0], name, filepath.Join(cfg.DataDir, stateFile))
+		case generated:
+			fmt.Fprintf(w, "    Stream Key:  kept in %s; show it with: onair key show --data-dir %s\n", filepath.Join(cfg.DataDir, stateFile), cfg.DataDir)
+		default:
 			fmt.Fprintf(w, "    Stream Key:  (as configured for channel %q)\n", name)
 		}
 	}

@@ -25,17 +25,32 @@ const stateFile = "state.json"
 
 // loadState reads the data directory's state, filling in and saving anything missing.
 func loadState(dir string) (state, error) {
-	var st state
+	st, _, err := openState(dir)
+	return st, err
+}
+
+// readState reads the data directory's state as it is; ok is false when there is none.
+func readState(dir string) (st state, ok bool, err error) {
 	path := filepath.Join(dir, stateFile)
 	raw, err := os.ReadFile(path)
 	switch {
-	case err == nil:
-		if err := json.Unmarshal(raw, &st); err != nil {
-			return st, fmt.Errorf("read %s: %w", path, err)
-		}
 	case errors.Is(err, fs.ErrNotExist):
-	default:
-		return st, fmt.Errorf("read %s: %w", path, err)
+		return st, false, nil
+	case err != nil:
+		return st, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return st, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	return st, true, nil
+}
+
+// openState is loadState that also reports whether the default stream key was
+// generated just now, the one time onair shows it at start.
+func openState(dir string) (st state, newKey bool, err error) {
+	st, _, err = readState(dir)
+	if err != nil {
+		return st, false, err
 	}
 	before := st
 	if st.DefaultChannel == "" {
@@ -43,6 +58,7 @@ func loadState(dir string) (state, error) {
 	}
 	if st.DefaultKey == "" {
 		st.DefaultKey = "sk_" + randomToken(18)
+		newKey = true
 	}
 	if st.Secret == "" {
 		st.Secret = randomToken(32)
@@ -51,20 +67,43 @@ func loadState(dir string) (state, error) {
 		st.AdminToken = "adm_" + randomToken(24)
 	}
 	if st == before {
-		return st, nil
+		return st, false, nil
 	}
+	if err := saveState(dir, st); err != nil {
+		return st, false, err
+	}
+	return st, newKey, nil
+}
+
+// saveState writes the state file whole or not at all: a full disk leaves the
+// previous file (or none) and no partial temporary file.
+func saveState(dir string, st state) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return st, fmt.Errorf("create data directory: %w", err)
+		return fmt.Errorf("create data directory: %w", err)
 	}
-	raw, _ = json.MarshalIndent(st, "", "  ")
+	path := filepath.Join(dir, stateFile)
+	raw, _ := json.MarshalIndent(st, "", "  ")
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
-		return st, fmt.Errorf("write %s: %w", tmp, err)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	_, err = f.Write(raw)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return st, fmt.Errorf("save %s: %w", path, err)
+		os.Remove(tmp)
+		return fmt.Errorf("save %s: %w", path, err)
 	}
-	return st, nil
+	return nil
 }
 
 func randomToken(n int) string {
