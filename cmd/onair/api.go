@@ -118,27 +118,18 @@ func (a *app) admin(next http.HandlerFunc) http.HandlerFunc {
 }
 
 func (a *app) takeDown(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Reason     string `json:"reason"`
-		BanSeconds int    `json:"ban_seconds"`
-	}
-	if r.ContentLength != 0 {
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, "body must be JSON {\"reason\": \"...\", \"ban_seconds\": N}")
-			return
-		}
-	}
-	if req.Reason == "" {
-		req.Reason = "taken down by an administrator"
+	req, err := decodeTakedown(w, r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	name := r.PathValue("name")
-	ban := time.Duration(req.BanSeconds) * time.Second
-	if err := a.hub.TakeDown(name, req.Reason, ban); err != nil {
+	if err := a.hub.TakeDown(name, req.reason, req.ban); err != nil {
 		writeError(w, http.StatusNotFound, err.Error())
 		return
 	}
-	a.takenDown(name, "", req.Reason)
-	a.log.Warn("channel taken down by admin", "channel", name, "reason", req.Reason, "ban", ban)
+	a.takenDown(name, "", req.reason)
+	a.log.Warn("channel taken down by admin", "channel", name, "reason", req.reason, "ban", req.ban)
 	a.getChannel(w, r)
 }
 
@@ -164,6 +155,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
 }
