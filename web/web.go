@@ -95,7 +95,8 @@ func New(opts Options) http.Handler {
 		h.hlsSrc = "/static/vendor/hls.min.js"
 	} else {
 		h.hlsSrc, h.hlsSRI = hlsCDNURL, hlsCDNIntegrity
-		scriptSrc += " " + hlsCDNHost
+		// The one file, not the CDN's whole host, which serves anyone's packages.
+		scriptSrc += " " + hlsCDNURL
 		h.log.Warn("web: hls.js is not embedded in this build; the watch page will load it from a public CDN. Run scripts/vendor-hls before go build to embed it",
 			"hls_version", HLSVersion, "cdn", hlsCDNURL)
 	}
@@ -207,6 +208,8 @@ func (h *handler) render(w http.ResponseWriter, status int, name string, data pa
 	hdr.Set("Content-Security-Policy", h.csp)
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("Cross-Origin-Opener-Policy", "same-origin")
+	// frame-ancestors' counterpart for browsers that predate it.
+	hdr.Set("X-Frame-Options", "SAMEORIGIN")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }

@@ -89,6 +89,14 @@ func checkPageHeaders(t *testing.T, path string, hdr http.Header) {
 	if HasEmbeddedHLS() && script != "'self'" {
 		t.Errorf("%s: script-src %q, want only 'self' when hls.js is embedded", path, script)
 	}
+	// Without the embedded copy, the page may load exactly one file from the
+	// CDN (pinned by SRI), never anything else its host serves.
+	if !HasEmbeddedHLS() && script != "'self' "+hlsCDNURL {
+		t.Errorf("%s: script-src %q, want 'self' and only the pinned hls.js file %s", path, script, hlsCDNURL)
+	}
+	if got := hdr.Get("X-Frame-Options"); got != "SAMEORIGIN" || directives["frame-ancestors"] != "'self'" {
+		t.Errorf("%s: X-Frame-Options %q, frame-ancestors %q; want SAMEORIGIN and 'self'", path, got, directives["frame-ancestors"])
+	}
 	for name, want := range map[string]string{
 		"default-src": "'none'",
 		"media-src":   "'self' blob:",
