@@ -268,6 +268,11 @@ func (c *Config) loadFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("read config file: %w", err)
 	}
+	return c.loadYAML(raw, path)
+}
+
+// loadYAML applies a config file's contents; path names it in errors.
+func (c *Config) loadYAML(raw []byte, path string) error {
 	var doc map[string]yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
@@ -386,6 +391,7 @@ func (c *Config) validate() error {
 		}
 	}
 	c.validateHTTP(bad)
+	c.validateBounds(bad)
 	if _, _, err := c.channelKeys(); err != nil {
 		errs = append(errs, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -47,7 +48,7 @@ func (c *Config) validateHTTP(bad func(key, format string, a ...any)) {
 	// A blocking playlist request waits up to three target durations, and a
 	// target duration is at least the segment duration; the answer must still
 	// be written after that.
-	if min := 4 * c.HLSSegmentDuration; c.HTTPWriteTimeout > 0 && c.HLSSegmentDuration > 0 && c.HTTPWriteTimeout < min {
+	if min := 4 * c.HLSSegmentDuration; c.HTTPWriteTimeout > 0 && c.HLSSegmentDuration > 0 && c.HLSSegmentDuration <= math.MaxInt64/4 && c.HTTPWriteTimeout < min {
 		bad("http-write-timeout", "must be at least 4 × hls-segment-duration (%s): a blocking playlist request may wait three target durations before it is answered", min)
 	}
 	if c.HTTPMaxHeaderBytes < 4<<10 || c.HTTPMaxHeaderBytes > 1<<20 {

@@ -105,7 +105,7 @@ func TestSecretFlagsWarn(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"--admin-token", "adm-secret-1", "--secret", "s3cr3t-value"}, []string{"admin-token", "secret"}},
+		{[]string{"--admin-token", "adm-secret-1-long-enough", "--secret", "s3cr3t-value-long-enough"}, []string{"admin-token", "secret"}},
 		{[]string{"--channel", "main:key-secret-1", "--moderation-webhook-secret", "hook-secret"}, []string{"channel", "moderation-webhook-secret"}},
 		{[]string{"--redis-url", "redis://:pw-secret@127.0.0.1:6379/0"}, []string{"redis-url"}},
 		{[]string{"--redis-url", "redis://127.0.0.1:6379/0", "--moderation-webhook", "http://hook:hook-pass@127.0.0.1/x"}, []string{"moderation-webhook"}},
@@ -125,7 +125,7 @@ func TestSecretFlagsWarn(t *testing.T) {
 	// The environment and the file draw no warning.
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	cfg, err := loadConfig(fs, nil, func(k string) string {
-		return map[string]string{"ONAIR_ADMIN_TOKEN": "adm-secret-1", "ONAIR_REDIS_URL": "redis://:pw@127.0.0.1:6379/0"}[k]
+		return map[string]string{"ONAIR_ADMIN_TOKEN": "adm-secret-1-long-enough", "ONAIR_REDIS_URL": "redis://:pw@127.0.0.1:6379/0"}[k]
 	})
 	if err != nil {
 		t.Fatal(err)
