@@ -32,7 +32,7 @@ type takedownRequest struct {
 // ban. The error is the client's message.
 func decodeTakedown(w http.ResponseWriter, r *http.Request) (takedownRequest, error) {
 	var body struct {
-		Reason     *string      `json:"reason"`
+		Reason     *string         `json:"reason"`
 		BanSeconds json.RawMessage `json:"ban_seconds"`
 	}
 	req := takedownRequest{reason: "taken down by an administrator"}
