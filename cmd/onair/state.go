@@ -86,7 +86,7 @@ func saveState(dir string, st state) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
+		return fmt.Errorf("save %s: %w", path, err)
 	}
 	_, err = f.Write(raw)
 	if err == nil {
@@ -97,7 +97,7 @@ func saveState(dir string, st state) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", tmp, err)
+		return fmt.Errorf("save %s: %w", path, err) // err names the file written
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
