@@ -45,9 +45,9 @@ type chatClient struct {
 	id    string                // from the welcome line
 }
 
-// dialChat connects to /chat/{channel} at base (http://host:port). With from set, the
+// openChat connects to /chat/{channel} at base (http://host:port). With from set, the
 // connection leaves from that local address (127.0.0.x), so one test can be many viewers.
-func dialChat(base, channel, name, from string, header http.Header) (*chatClient, *http.Response, error) {
+func openChat(base, channel, name, from string, header http.Header) (*chatClient, *http.Response, error) {
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
 	if from != "" {
 		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
@@ -66,10 +66,10 @@ func dialChat(base, channel, name, from string, header http.Header) (*chatClient
 	return c, resp, nil
 }
 
-// mustDialChat is dialChat that fails the test on error and waits for the welcome.
-func mustDialChat(t testing.TB, base, channel, name, from string) *chatClient {
+// mustOpenChat is openChat that fails the test on error and waits for the welcome.
+func mustOpenChat(t testing.TB, base, channel, name, from string) *chatClient {
 	t.Helper()
-	c, _, err := dialChat(base, channel, name, from, nil)
+	c, _, err := openChat(base, channel, name, from, nil)
 	if err != nil {
 		t.Fatalf("chat %s from %s: %v", name, from, err)
 	}

@@ -16,7 +16,7 @@ import (
 // before the upgrade, or a close frame right after it ("" if it was admitted).
 func refusal(t *testing.T, base, from string, header http.Header) string {
 	t.Helper()
-	c, resp, err := dialChat(base, "main", "again", from, header)
+	c, resp, err := openChat(base, "main", "again", from, header)
 	if err != nil {
 		if resp != nil {
 			return fmt.Sprintf("HTTP %d", resp.StatusCode)
@@ -61,15 +61,15 @@ func TestEdgePassesClientAddress(t *testing.T) {
 	edge := startEdge(t, strings.TrimPrefix(srv.HTTP, "http://"))
 
 	const alice, bob, mod = "127.0.0.2", "127.0.0.3", "127.0.0.4"
-	a1 := mustDialChat(t, edge, "main", "alice", alice)
-	mustDialChat(t, edge, "main", "alice2", alice)
+	a1 := mustOpenChat(t, edge, "main", "alice", alice)
+	mustOpenChat(t, edge, "main", "alice2", alice)
 	if r := refusal(t, edge, alice, nil); r == "" {
 		t.Fatal("a third connection from one viewer's address was admitted past chat-conns-per-ip 2")
 	}
-	b1 := mustDialChat(t, edge, "main", "bob", bob)
-	mustDialChat(t, edge, "main", "bob2", bob)
+	b1 := mustOpenChat(t, edge, "main", "bob", bob)
+	mustOpenChat(t, edge, "main", "bob2", bob)
 
-	m := mustDialChat(t, edge, "main", "", mod)
+	m := mustOpenChat(t, edge, "main", "", mod)
 	m.send(t, map[string]string{"type": "join", "name": "mod", "token": moderatorToken(t)})
 	m.waitFor(t, 5*time.Second, func(l chatLine) bool { return l.Type == "joined" })
 	a1.say(t, "hello from alice")
@@ -91,5 +91,5 @@ func TestEdgePassesClientAddress(t *testing.T) {
 	}
 	b1.say(t, "bob still here")
 	m.waitFor(t, 5*time.Second, func(l chatLine) bool { return l.Type == "msg" && l.Text == "bob still here" })
-	mustDialChat(t, edge, "main", "carol", "127.0.0.5")
+	mustOpenChat(t, edge, "main", "carol", "127.0.0.5")
 }

@@ -378,9 +378,9 @@ func TestFaultRedisKilledAndRestarted(t *testing.T) {
 	b := StartDebugServer(t, "--redis-url", url, "--channel", "main:"+a.Key)
 	liveStream(t, a.Server)
 
-	a1 := mustDialChat(t, a.HTTP, "main", "alice", "")
-	a2 := mustDialChat(t, a.HTTP, "main", "anna", "")
-	b1 := mustDialChat(t, b.HTTP, "main", "bob", "")
+	a1 := mustOpenChat(t, a.HTTP, "main", "alice", "")
+	a2 := mustOpenChat(t, a.HTTP, "main", "anna", "")
+	b1 := mustOpenChat(t, b.HTTP, "main", "bob", "")
 	a1.say(t, "before")
 	b1.waitFor(t, 5*time.Second, func(l chatLine) bool { return l.Type == "msg" && l.Text == "before" })
 	time.Sleep(time.Second)
@@ -676,8 +676,8 @@ func TestFaultDiskFull(t *testing.T) {
 	s = StartDebugServer(t, "--data-dir", saved).Server
 	liveStream(t, s)
 	playlistAdvances(t, s.HTTP, 10*time.Second)
-	c1 := mustDialChat(t, s.HTTP, "main", "alice", "")
-	c2 := mustDialChat(t, s.HTTP, "main", "bob", "")
+	c1 := mustOpenChat(t, s.HTTP, "main", "alice", "")
+	c2 := mustOpenChat(t, s.HTTP, "main", "bob", "")
 	c1.say(t, "disk is full")
 	c2.waitFor(t, 5*time.Second, func(l chatLine) bool { return l.Type == "msg" && l.Text == "disk is full" })
 }

@@ -218,8 +218,8 @@ func TestSlowPlayerGetsWholeSegment(t *testing.T) {
 // idle or busy, well past all of them.
 func TestChatOutlivesHTTPTimeouts(t *testing.T) {
 	s := StartServer(t, "--http-header-timeout", "1s", "--http-read-timeout", "1s", "--http-write-timeout", "4s", "--http-idle-timeout", "1s")
-	talker := mustDialChat(t, s.HTTP, "main", "alice", "")
-	listener := mustDialChat(t, s.HTTP, "main", "", "") // a reader that never sends
+	talker := mustOpenChat(t, s.HTTP, "main", "alice", "")
+	listener := mustOpenChat(t, s.HTTP, "main", "", "") // a reader that never sends
 	for i, wait := range []time.Duration{0, 5 * time.Second, 4 * time.Second} {
 		time.Sleep(wait)
 		text := fmt.Sprintf("message-%d", i)
@@ -238,7 +238,7 @@ func TestHTTPConnectionCap(t *testing.T) {
 	addr := strings.TrimPrefix(s.HTTP, "http://")
 	var chats []*chatClient
 	for i := range 10 {
-		chats = append(chats, mustDialChat(t, s.HTTP, "main", fmt.Sprintf("v%d", i), ""))
+		chats = append(chats, mustOpenChat(t, s.HTTP, "main", fmt.Sprintf("v%d", i), ""))
 	}
 	// Open connections that send nothing until one is refused.
 	var held []net.Conn

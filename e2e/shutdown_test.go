@@ -28,7 +28,7 @@ func TestSIGTERMDuringBroadcast(t *testing.T) {
 
 	var chats []*chatClient
 	for _, name := range []string{"alice", "bob", "carol"} {
-		chats = append(chats, mustDialChat(t, s.HTTP, "main", name, ""))
+		chats = append(chats, mustOpenChat(t, s.HTTP, "main", name, ""))
 	}
 	chats[0].say(t, "hello")
 	chats[1].waitFor(t, 5*time.Second, func(l chatLine) bool { return l.Type == "msg" && l.Text == "hello" })
