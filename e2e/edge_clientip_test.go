@@ -59,6 +59,7 @@ func TestEdgePassesClientAddress(t *testing.T) {
 	t.Setenv("ONAIR_TRUSTED_PROXIES", "127.0.0.1/32") // the edge's address, as in deploy/docker-compose.yml
 	srv := StartServer(t, "--chat-conns-per-ip", "2")
 	edge := startEdge(t, strings.TrimPrefix(srv.HTTP, "http://"))
+	WaitHTTP(t, edge+"/healthz", 10*time.Second)
 
 	const alice, bob, mod = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 	a1 := mustOpenChat(t, edge, "main", "alice", alice)
