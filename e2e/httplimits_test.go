@@ -288,3 +288,24 @@ func TestHTTPConnectionCap(t *testing.T) {
 		t.Errorf("onair_http_connections = %v with 10 chat connections open", v)
 	}
 }
+
+// TestChatOutlivesPings: a chat connection, idle or busy, stays open past the
+// server's first ping (30 s) and the write timeout after it (10 s). A write
+// deadline left on the socket by one write must not cut later ones.
+func TestChatOutlivesPings(t *testing.T) {
+	s := StartServer(t)
+	talker := mustOpenChat(t, s.HTTP, "main", "alice", "")
+	idle := mustOpenChat(t, s.HTTP, "main", "", "")
+	start := time.Now()
+	for i := 0; time.Since(start) < 48*time.Second; i++ {
+		time.Sleep(4 * time.Second)
+		if !talker.open() || !idle.open() {
+			t.Fatalf("chat connections cut %s after they opened: %v / %v", time.Since(start).Round(time.Second), talker.ended(), idle.ended())
+		}
+		if i%3 == 0 {
+			text := fmt.Sprintf("still here %d", i)
+			talker.say(t, text)
+			idle.waitFor(t, 5*time.Second, func(l chatLine) bool { return l.Type == "msg" && l.Text == text })
+		}
+	}
+}
