@@ -48,7 +48,7 @@ func rawGet(t *testing.T, c net.Conn, path string) *http.Response {
 // Past http-max-conns, a connection is answered 503 at once and closed; the
 // slot comes back when a connection closes.
 func TestConnLimitListener(t *testing.T) {
-	var logs bytes.Buffer
+	var logs syncBuffer // written by the server's goroutines
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	addr, stats := serveLimited(t, 2, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
@@ -154,7 +154,7 @@ func TestConnLimitCountsHijackedConns(t *testing.T) {
 // A handler's panic is logged at error level with its stack and counted; the
 // server goes on answering.
 func TestGuardRecoversPanics(t *testing.T) {
-	var logs bytes.Buffer
+	var logs syncBuffer // written by the server's goroutines
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	addr, stats := serveLimited(t, 10, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/boom" {
