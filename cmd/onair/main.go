@@ -24,6 +24,7 @@ Usage:
   onair key show [--data-dir DIR]           print the stream key generated at the first start
   onair token moderator --channel NAME      print a chat moderator token
   onair moderation hash IMAGE...            print perceptual hashes for a blocklist
+  onair load publish|watch|input|channels   load-test a server (RTMP publishers, playlist watcher)
 
 Run "onair serve -h" for every setting; each is also a YAML key and an ONAIR_* variable.
 `
@@ -54,6 +55,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = tokenCommand(args[1:], stdout, stderr)
 	case "moderation":
 		err = moderationCommand(args[1:], stdout)
+	case "load":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err = loadCommand(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
