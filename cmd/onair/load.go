@@ -118,7 +118,7 @@ func readStreams(path string, n int) ([]load.Stream, error) {
 	sc := bufio.NewScanner(f)
 	for line := 1; sc.Scan(); line++ {
 		t := strings.TrimSpace(sc.Text())
-		if t == "" || strings.HasPrefix(t, "#") {
+		if t == "" || strings.HasPrefix(t, "#") || t == "channels:" || t == "channel:" {
 			continue
 		}
 		t = strings.Trim(strings.TrimPrefix(t, "- "), `"`) // a YAML list item works too

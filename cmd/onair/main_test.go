@@ -26,6 +26,14 @@ func TestCommands(t *testing.T) {
 		{"token without channel", []string{"token", "moderator", "--data-dir", dir}, 1, "", "--channel"},
 		{"hash without images", []string{"moderation", "hash"}, 1, "", "usage"},
 		{"hash of a missing file", []string{"moderation", "hash", filepath.Join(dir, "none.png")}, 1, "", "none.png"},
+		{"load without command", []string{"load"}, 1, "", "onair load publish"},
+		{"load publish without URL", []string{"load", "publish"}, 1, "", "-url and -input are required"},
+		{"load publish with a bad pattern", []string{"load", "publish", "-url", "rtmp://127.0.0.1:1/live", "-input", "x.flv", "-key", "k"}, 1, "", "exactly one %d"},
+		{"load publish with a bad URL", []string{"load", "publish", "-url", "rtmp://127.0.0.1:1/live/key", "-input", "x.flv"}, 1, "", "stream names come from"},
+		{"load publish of a missing file", []string{"load", "publish", "-url", "rtmp://127.0.0.1:1/live", "-input", filepath.Join(dir, "none.flv")}, 1, "", "none.flv"},
+		{"load watch without URL", []string{"load", "watch"}, 1, "", "-url is required"},
+		{"load watch URL without channel", []string{"load", "watch", "-url", "http://127.0.0.1:1/hls/x/index.m3u8"}, 1, "", "want {channel}"},
+		{"load channels", []string{"load", "channels", "-n", "2"}, 0, "channels:\n  - \"b0:benchkey0000\"\n  - \"b1:benchkey0001\"\n", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
