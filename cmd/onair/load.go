@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -174,8 +175,20 @@ func loadPublish(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	late := fs.Duration("late", load.DefaultLateAfter, "a publisher this far behind its real-time schedule counts as late")
 	confirm := fs.Duration("confirm-timeout", load.DefaultConfirmTimeout, "longest wait from connect to NetStream.Publish.Start")
 	tick := fs.Duration("tick", load.DefaultTick, "scheduler period (messages due within one tick go out in one write)")
+	cpuProfile := fs.String("cpuprofile", "", "write the load tool's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *rtmpURL == "" || *input == "" {
 		return errors.New("-url and -input are required (onair load publish -h)")
