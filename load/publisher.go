@@ -96,7 +96,10 @@ func (p *publisher) run(ctx context.Context, r *Run, sh *shard) {
 		return
 	}
 	p.state.Store(stateLive)
-	sh.add(p)
+	if !sh.add(p) { // confirmed just as the run ended
+		p.stop()
+		return
+	}
 	p.read(ctx, r)
 }
 

@@ -127,9 +127,9 @@ func (r *Run) supervise(ctx context.Context) {
 
 // ramp starts publisher i at start + i × Ramp / N.
 func (r *Run) ramp(ctx context.Context) {
-	t := time.NewTimer(0)
+	t := time.NewTimer(time.Hour)
+	t.Stop()
 	defer t.Stop()
-	<-t.C
 	n := len(r.pubs)
 	for i, p := range r.pubs {
 		at := r.start.Add(time.Duration(int64(r.opts.Ramp) * int64(i) / int64(n)))

@@ -17,16 +17,22 @@ type shard struct {
 
 	mu       sync.Mutex
 	incoming []*publisher
+	closed   bool // run has returned: no more publishers
 
 	pubs   []*publisher // owned by the shard goroutine
 	maxLag atomic.Int64 // ns: the longest a tick came later than planned
 }
 
-// add hands a confirmed publisher to the shard; it is served from the next tick.
-func (s *shard) add(p *publisher) {
+// add hands a confirmed publisher to the shard; it is served from the
+// next tick. It reports false once the shard has stopped.
+func (s *shard) add(p *publisher) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
 	s.incoming = append(s.incoming, p)
-	s.mu.Unlock()
+	return true
 }
 
 // run serves the shard's publishers until ctx ends and returns the ones
@@ -39,6 +45,7 @@ func (s *shard) run(ctx context.Context) []*publisher {
 		select {
 		case <-ctx.Done():
 			s.mu.Lock()
+			s.closed = true
 			s.pubs = append(s.pubs, s.incoming...)
 			s.incoming = nil
 			s.mu.Unlock()
