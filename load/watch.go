@@ -63,6 +63,7 @@ type Watch struct {
 	mu      sync.Mutex
 	reports []PlaylistReport
 	last    []time.Time // last advance (or first answer) per playlist
+	seen    []time.Time // latest poll that still saw the position of last
 	done    chan struct{}
 }
 
@@ -78,7 +79,8 @@ func StartWatch(ctx context.Context, opts WatchOptions) *Watch {
 	if ownClient {
 		opts.Client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	}
-	w := &Watch{opts: opts, reports: make([]PlaylistReport, len(opts.URLs)), last: make([]time.Time, len(opts.URLs)), done: make(chan struct{})}
+	w := &Watch{opts: opts, reports: make([]PlaylistReport, len(opts.URLs)),
+		last: make([]time.Time, len(opts.URLs)), seen: make([]time.Time, len(opts.URLs)), done: make(chan struct{})}
 	var wg sync.WaitGroup
 	for i, u := range opts.URLs {
 		w.reports[i].URL = u
@@ -90,7 +92,7 @@ func StartWatch(ctx context.Context, opts WatchOptions) *Watch {
 	}
 	go func() {
 		wg.Wait()
-		w.finish(time.Now())
+		w.finish()
 		if ownClient {
 			opts.Client.CloseIdleConnections()
 		}
@@ -164,17 +166,21 @@ func (w *Watch) poll(ctx context.Context, i int, offset time.Duration) {
 		}
 		switch n := pl.newest(); {
 		case !r.Appeared:
-			r.Appeared, pos, w.last[i] = true, n, now
+			r.Appeared, pos, w.last[i], w.seen[i] = true, n, now, now
 		case n != pos:
-			w.still(r, now.Sub(w.last[i]))
+			w.still(r, w.seen[i].Sub(w.last[i]))
 			r.Advances++
-			pos, w.last[i] = n, now
+			pos, w.last[i], w.seen[i] = n, now, now
+		default:
+			w.seen[i] = now
 		}
 		w.mu.Unlock()
 	}
 }
 
-// still records one interval without an advance.
+// still records one interval without an advance: from the poll that first
+// saw a position to the last poll that still saw it, so the poll interval
+// never makes a stall look longer than it surely was.
 func (w *Watch) still(r *PlaylistReport, d time.Duration) {
 	r.MaxStill = max(r.MaxStill, d)
 	if d > w.limit(*r) {
@@ -183,12 +189,12 @@ func (w *Watch) still(r *PlaylistReport, d time.Duration) {
 }
 
 // finish closes the intervals still open when the watch ends.
-func (w *Watch) finish(end time.Time) {
+func (w *Watch) finish() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i := range w.reports {
 		if !w.last[i].IsZero() {
-			w.still(&w.reports[i], end.Sub(w.last[i]))
+			w.still(&w.reports[i], w.seen[i].Sub(w.last[i]))
 		}
 	}
 }
