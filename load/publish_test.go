@@ -282,10 +282,11 @@ func TestPublishToNginxRTMP(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
+	// One process (no master and workers), so that nothing outlives the
+	// test binary even if it dies (Pdeathsig reaches only our child).
 	conf := fmt.Sprintf(`load_module %s;
 daemon off;
-master_process on;
-worker_processes 1;
+master_process off;
 pid %s/nginx.pid;
 error_log %s/error.log warn;
 events { worker_connections 64; }
