@@ -15,14 +15,17 @@
 //   - each connection has one goroutine: it dials, publishes, and then
 //     drains the server's acknowledgements and status messages.
 //
-// A publisher is late when the next message it should have sent is more
-// than PublishOptions.LateAfter behind its schedule (the server did not
-// take the bytes in time); the scheduler's own lag is reported apart, so
-// an overloaded load tool is not mistaken for a slow server.
+// A publisher is late when its oldest message not yet written is more
+// than PublishOptions.LateAfter behind its schedule because the server did
+// not take the bytes: the delay of the scheduler's own tick is left out of
+// it and reported apart (Result.SchedulerLag), so an overloaded load tool
+// is not mistaken for a slow server. After such a delay a publisher
+// catches up at once, writing what came due in batches.
 //
-// The watcher relies only on what playlists say: it follows a
-// multivariant playlist to its first variant, and a playlist is fresh
-// while its newest segment or part (media sequence, segment count, parts
-// after the last segment) keeps advancing within StallAfter target
-// durations.
+// The watcher relies only on what playlists say: it reads a multivariant
+// playlist once and polls its first variant's media playlist, going back
+// to the multivariant one after a failure (names may change), as a player
+// does; a playlist is fresh while its newest segment or part (media
+// sequence, segment count, parts after the last segment) keeps advancing
+// within StallAfter target durations.
 package load

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -12,7 +13,8 @@ import (
 // playlist is what the watcher needs from an HLS playlist: where a
 // multivariant playlist leads, and how far a media playlist has got.
 type playlist struct {
-	variant string // first variant's URI, for a multivariant playlist
+	base    *url.URL // where it was read from
+	variant string   // first variant's URI, for a multivariant playlist
 	target  time.Duration
 	seq     uint64 // EXT-X-MEDIA-SEQUENCE
 	// segments counts the segments listed; parts the EXT-X-PART lines

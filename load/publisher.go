@@ -23,8 +23,8 @@ const (
 	stateDone                    // stopped by us at the end of the run
 )
 
-// maxBatch bounds the messages one publisher writes per scheduler tick
-// (a publisher catching up writes the rest on the next ticks).
+// maxBatch bounds the messages of one batch (one writev); its headers
+// live in a buffer sized for it.
 const maxBatch = 64
 
 // publisher is one RTMP publishing connection. Its reader goroutine
@@ -48,7 +48,8 @@ type publisher struct {
 	next      int    // index into media.loop
 	hdr       []byte // headers of the current batch
 	pendBuf   [][]byte
-	pending   [][]byte // the current batch's bytes not written yet
+	pending   [][]byte      // the current batch's bytes not written yet
+	batchDue  time.Duration // when the current batch's first message was due
 	ctrlOut   []byte
 
 	ctrlMu sync.Mutex
@@ -57,8 +58,8 @@ type publisher struct {
 	// Results.
 	confirm  atomic.Int64 // ns from dial to Publish.Start
 	sent     atomic.Int64 // bytes written after confirmation
-	maxLate  atomic.Int64 // ns
-	lateMsgs atomic.Int64 // messages sent more than Options.LateAfter behind
+	maxLate  atomic.Int64 // ns behind schedule, less the scheduler's own delay
+	lateMsgs atomic.Int64 // messages sent more than Options.LateAfter behind (likewise)
 	mu       sync.Mutex
 	status   Status // the refusal, or an error status seen while live
 	errText  string
@@ -189,18 +190,40 @@ func (p *publisher) finish(state int32, st Status, text string) {
 
 // service runs on the publisher's shard at every tick: it finishes the
 // last batch if the socket took only part of it, then writes the control
-// answers and every message that has come due.
-func (p *publisher) service(now time.Time, lateAfter time.Duration) bool {
+// answers and every message that has come due, in batches, until the
+// socket is full or the publisher has caught up. lag is how late the tick
+// itself came: the load tool's own delay, which is not the server's doing
+// and is left out of the publisher's lateness.
+func (p *publisher) service(now time.Time, lag, lateAfter time.Duration) bool {
 	if p.state.Load() != stateLive {
 		return false
 	}
 	el := now.Sub(p.t0)
-	if behind := el - p.dueOf(p.next); behind > 0 && int64(behind) > p.maxLate.Load() {
-		p.maxLate.Store(int64(behind)) // also counts while the socket is blocked
+	oldest := p.dueOf(p.next) // the oldest message not written yet
+	if len(p.pending) > 0 {
+		oldest = p.batchDue
 	}
-	if len(p.pending) > 0 && !p.flush() {
-		return p.state.Load() == stateLive
+	if behind := el - oldest - lag; behind > time.Duration(p.maxLate.Load()) {
+		p.maxLate.Store(int64(behind))
 	}
+	for round := 0; ; round++ {
+		if len(p.pending) > 0 && !p.flush() {
+			break // the server has not taken the last batch yet
+		}
+		if round == maxRounds || !p.gather(el, lag, lateAfter) {
+			break
+		}
+	}
+	return p.state.Load() == stateLive
+}
+
+// maxRounds bounds the batches one publisher writes in one tick, so that
+// one publisher far behind cannot hold its shard up for long.
+const maxRounds = 16
+
+// gather starts a batch: control answers, the start messages once, and up
+// to maxBatch messages due by el. It reports whether there is anything to send.
+func (p *publisher) gather(el, lag, lateAfter time.Duration) bool {
 	p.hdr, p.pending = p.hdr[:0], p.pendBuf[:0]
 	p.ctrlMu.Lock()
 	if len(p.ctrl) > 0 {
@@ -215,13 +238,14 @@ func (p *publisher) service(now time.Time, lateAfter time.Duration) bool {
 			p.appendMsg(m, 0)
 		}
 	}
+	p.batchDue = min(el, p.dueOf(p.next))
 	loop := p.media.loop
 	for range maxBatch {
 		due := p.dueOf(p.next)
 		if due > el {
 			break
 		}
-		if el-due > lateAfter {
+		if el-due-lag > lateAfter {
 			p.lateMsgs.Add(1)
 		}
 		p.appendMsg(loop[p.next], uint32(p.loop*uint64(p.media.loopDur))+loop[p.next].ts)
@@ -229,10 +253,7 @@ func (p *publisher) service(now time.Time, lateAfter time.Duration) bool {
 			p.next, p.loop = 0, p.loop+1
 		}
 	}
-	if len(p.pending) > 0 {
-		p.flush()
-	}
-	return p.state.Load() == stateLive
+	return len(p.pending) > 0
 }
 
 // dueOf is when message i of the current loop is due, from t0.

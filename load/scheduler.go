@@ -52,7 +52,8 @@ func (s *shard) run(ctx context.Context) []*publisher {
 			return s.pubs
 		case now := <-t.C:
 			now = time.Now() // the tick's own time can be stale under load
-			if lag := now.Sub(last) - s.tick; int64(lag) > s.maxLag.Load() {
+			lag := max(now.Sub(last)-s.tick, 0)
+			if int64(lag) > s.maxLag.Load() {
 				s.maxLag.Store(int64(lag))
 			}
 			last = now
@@ -62,7 +63,7 @@ func (s *shard) run(ctx context.Context) []*publisher {
 			s.mu.Unlock()
 			live := s.pubs[:0]
 			for _, p := range s.pubs {
-				if p.service(now, s.lateAfter) {
+				if p.service(now, lag, s.lateAfter) {
 					live = append(live, p)
 				}
 			}

@@ -20,8 +20,9 @@ const (
 
 // WatchOptions configure a playlist watch.
 type WatchOptions struct {
-	// URLs are the playlists to poll: multivariant ones are followed to
-	// their first variant's media playlist, at every poll.
+	// URLs are the playlists to poll. A multivariant one is read once, as
+	// a player does, and its first variant's media playlist polled; it is
+	// read again after the media playlist failed.
 	URLs []string
 	// Interval between polls of one playlist.
 	Interval time.Duration
@@ -135,6 +136,7 @@ func (w *Watch) poll(ctx context.Context, i int, offset time.Duration) {
 	t := time.NewTimer(offset)
 	defer t.Stop()
 	var pos newest
+	var media string // the media playlist polled; "" until read from the entry
 	for {
 		select {
 		case <-ctx.Done():
@@ -142,7 +144,13 @@ func (w *Watch) poll(ctx context.Context, i int, offset time.Duration) {
 		case <-t.C:
 		}
 		t.Reset(w.opts.Interval)
-		media, pl, err := w.fetch(ctx, w.reports[i].URL)
+		var pl playlist
+		var err error
+		if media == "" {
+			media, pl, err = w.resolve(ctx, w.reports[i].URL)
+		} else if pl, err = w.get(ctx, media); err != nil {
+			media = "" // names may have changed: ask the entry again
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -199,27 +207,30 @@ func (w *Watch) finish() {
 	}
 }
 
-// fetch gets the playlist at u and, if it is multivariant, the media
-// playlist of its first variant.
-func (w *Watch) fetch(ctx context.Context, u string) (string, playlist, error) {
+// resolve gets the playlist at u and, if it is multivariant, the media
+// playlist of its first variant. It returns the media playlist's URL, ""
+// on failure.
+func (w *Watch) resolve(ctx context.Context, u string) (string, playlist, error) {
 	pl, err := w.get(ctx, u)
-	if err != nil || pl.variant == "" {
-		return u, pl, err
-	}
-	base, err := url.Parse(u)
 	if err != nil {
-		return u, pl, err
+		return "", pl, err
+	}
+	if pl.variant == "" {
+		return u, pl, nil
 	}
 	ref, err := url.Parse(pl.variant)
 	if err != nil {
-		return u, pl, fmt.Errorf("variant URI %q: %w", pl.variant, err)
+		return "", pl, fmt.Errorf("variant URI %q: %w", pl.variant, err)
 	}
-	media := base.ResolveReference(ref).String()
+	media := pl.base.ResolveReference(ref).String()
 	pl, err = w.get(ctx, media)
 	if err == nil && pl.variant != "" {
 		err = errors.New("variant playlist is multivariant too")
 	}
-	return media, pl, err
+	if err != nil {
+		return "", pl, err
+	}
+	return media, pl, nil
 }
 
 func (w *Watch) get(ctx context.Context, u string) (playlist, error) {
@@ -243,5 +254,6 @@ func (w *Watch) get(ctx context.Context, u string) (playlist, error) {
 	if err != nil {
 		return playlist{}, fmt.Errorf("%s: %w", u, err)
 	}
+	pl.base = res.Request.URL // after redirects: relative URIs resolve against it
 	return pl, nil
 }

@@ -51,10 +51,11 @@ func TestParsePlaylist(t *testing.T) {
 // playlists serves scripted HLS: each channel's media playlist gains a part
 // at every request unless the channel is frozen; a missing channel is 404.
 type playlists struct {
-	mu     sync.Mutex
-	parts  map[string]int
-	frozen map[string]bool
-	gone   map[string]bool
+	mu      sync.Mutex
+	entries map[string]int // multivariant requests per channel
+	parts   map[string]int
+	frozen  map[string]bool
+	gone    map[string]bool
 }
 
 func (p *playlists) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -72,6 +73,7 @@ func (p *playlists) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if file == "index.m3u8" {
+		p.entries[ch]++
 		fmt.Fprint(w, "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=3000000\nmedia/../video.m3u8\n")
 		return
 	}
@@ -87,7 +89,7 @@ func (p *playlists) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestWatch(t *testing.T) {
-	srv := &playlists{parts: map[string]int{"fresh": 0, "stalls": 0, "fails": 0}, frozen: map[string]bool{}, gone: map[string]bool{}}
+	srv := &playlists{parts: map[string]int{"fresh": 0, "stalls": 0, "fails": 0}, entries: map[string]int{}, frozen: map[string]bool{}, gone: map[string]bool{}}
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	var urls []string
@@ -123,6 +125,11 @@ func TestWatch(t *testing.T) {
 	}
 	if r := byName["fails"]; r.Fresh() || r.Errors < 5 || !r.Appeared {
 		t.Errorf("playlist gone for 1.2 s: %+v", r)
+	}
+	// Like a player: the multivariant playlist once, again only after the
+	// media playlist failed.
+	if srv.entries["fresh"] != 1 || srv.entries["stalls"] != 1 || srv.entries["fails"] < 2 {
+		t.Errorf("multivariant requests %v, want 1 for playlists that never failed", srv.entries)
 	}
 	if r := byName["never"]; r.Fresh() || r.Appeared || r.StartErrors < 5 || !strings.Contains(r.LastError, "HTTP 404") {
 		t.Errorf("playlist that never existed: %+v", r)
