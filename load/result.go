@@ -26,7 +26,9 @@ type PublisherReport struct {
 	Sent      int64         `json:"sent_bytes"`
 	Published time.Duration `json:"published_ns"`
 	// MaxLate is how far the publisher fell behind its real-time schedule
-	// at worst; LateMessages counts messages sent more than LateAfter late.
+	// at worst because the server did not take its bytes (the scheduler's
+	// own delay left out); LateMessages counts messages sent more than
+	// LateAfter late, likewise.
 	MaxLate      time.Duration `json:"max_late_ns"`
 	LateMessages int64         `json:"late_messages"`
 }
