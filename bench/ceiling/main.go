@@ -75,6 +75,14 @@ func main() {
 	if c.levels, err = intList(levels); err != nil {
 		log.Fatalf("-levels: %v", err)
 	}
+	for _, bin := range []*string{&c.onair, &c.nginx, &c.mediamtx} {
+		// Servers run in their trial's directory: a relative path would not resolve there.
+		if strings.ContainsRune(*bin, os.PathSeparator) {
+			if abs, err := filepath.Abs(*bin); err == nil {
+				*bin = abs
+			}
+		}
+	}
 	c.systems = strings.Split(systems, ",")
 	c.onairFlags = strings.Fields(onairFlags)
 	if c.start < 1 || c.step < 1 || c.resolution < 1 || c.max < c.start || c.trial.rampRate <= 0 {

@@ -24,8 +24,11 @@ type proc struct {
 	done chan error
 }
 
+// startProc starts name in the directory of logPath, where the output goes
+// (MediaMTX, for one, writes files into its working directory).
 func startProc(logPath, name string, args ...string) (*proc, error) {
 	cmd := exec.Command(name, args...)
+	cmd.Dir = filepath.Dir(logPath)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	f, err := os.Create(logPath)
 	if err != nil {
