@@ -81,10 +81,14 @@ type Bus interface {
 	Close() error
 }
 
-// MemoryBus is a Bus inside one process: the default for a single node.
+// MemoryBus is a Bus inside one process: the default for a single node. A room nobody is
+// in keeps its history for MemoryOptions.RoomTTL, then it is dropped (bans stay).
 type MemoryBus struct {
+	ttl time.Duration
+
 	mu     sync.Mutex
 	rooms  map[string]*memRoom
+	sweep  *time.Timer // armed while some room is idle
 	closed bool
 }
 
@@ -95,6 +99,7 @@ type memRoom struct {
 	nextSub  int
 	restrict map[string]memRestriction // "u:"+uid or "i:"+ipTag
 	viewers  int
+	idle     time.Time // when the last subscriber or viewer left; zero while in use
 }
 
 type memRestriction struct {
@@ -102,8 +107,18 @@ type memRestriction struct {
 	ipTag string
 }
 
+// MemoryOptions tunes a MemoryBus; zero fields take defaults.
+type MemoryOptions struct {
+	RoomTTL time.Duration // how long a room nobody is in keeps its history (10m)
+}
+
 // NewMemoryBus returns an empty in-memory bus.
-func NewMemoryBus() *MemoryBus { return &MemoryBus{rooms: make(map[string]*memRoom)} }
+func NewMemoryBus(mo MemoryOptions) *MemoryBus {
+	if mo.RoomTTL <= 0 {
+		mo.RoomTTL = DefaultOptions().RoomTTL
+	}
+	return &MemoryBus{ttl: mo.RoomTTL, rooms: make(map[string]*memRoom)}
+}
 
 func (b *MemoryBus) room(name string) *memRoom {
 	r := b.rooms[name]
@@ -111,14 +126,86 @@ func (b *MemoryBus) room(name string) *memRoom {
 		r = &memRoom{subs: make(map[int]func(Event)), restrict: make(map[string]memRestriction)}
 		b.rooms[name] = r
 	}
+	r.idle = time.Time{}
 	return r
 }
 
-// gc drops a room that holds nothing worth keeping, so idle rooms cost no memory.
+// gc drops a room that holds nothing worth keeping, so idle rooms cost no memory, and starts
+// the clock on a room that still holds history or restrictions but has nobody in it.
+// Called with b.mu held.
 func (b *MemoryBus) gc(name string, r *memRoom) {
-	if len(r.subs) == 0 && len(r.history) == 0 && len(r.restrict) == 0 && r.viewers == 0 {
-		delete(b.rooms, name)
+	if len(r.subs) > 0 || r.viewers > 0 {
+		r.idle = time.Time{}
+		return
 	}
+	if len(r.history) == 0 && len(r.restrict) == 0 {
+		delete(b.rooms, name)
+		return
+	}
+	if r.idle.IsZero() {
+		r.idle = time.Now()
+	}
+	if b.sweep == nil && !b.closed {
+		b.sweep = time.AfterFunc(b.ttl, b.sweepIdle)
+	}
+}
+
+// sweepIdle forgets the history of rooms idle for the TTL and expired time-outs, and
+// re-arms itself while idle rooms remain.
+func (b *MemoryBus) sweepIdle() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sweep = nil
+	if b.closed {
+		return
+	}
+	now := time.Now()
+	next := time.Duration(-1)
+	for name, r := range b.rooms {
+		if r.idle.IsZero() {
+			continue
+		}
+		if left := b.ttl - now.Sub(r.idle); left > 0 {
+			if next < 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		r.history = nil
+		for k, x := range r.restrict {
+			if !x.until.IsZero() && !now.Before(x.until) {
+				delete(r.restrict, k)
+			}
+		}
+		timeouts := false
+		for _, x := range r.restrict {
+			timeouts = timeouts || !x.until.IsZero()
+		}
+		switch {
+		case len(r.restrict) == 0:
+			delete(b.rooms, name)
+		case timeouts:
+			r.idle = now // look again when the next ones may have expired
+			if next < 0 || b.ttl < next {
+				next = b.ttl
+			}
+		default:
+			r.idle = time.Time{} // only bans left: kept, not swept again
+		}
+	}
+	if len(b.rooms) == 0 {
+		b.rooms = make(map[string]*memRoom) // a map never shrinks; a new one does
+	}
+	if next >= 0 {
+		b.sweep = time.AfterFunc(next, b.sweepIdle)
+	}
+}
+
+// Rooms returns how many rooms the bus holds state for (for tests and metrics).
+func (b *MemoryBus) Rooms() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.rooms)
 }
 
 func (r *memRoom) restricted(uid, ipTag string, now time.Time) error {
@@ -222,6 +309,7 @@ func (b *MemoryBus) Restrict(ctx context.Context, room string, x Restriction) er
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r := b.room(room)
+	defer b.gc(room, r)
 	m := memRestriction{until: x.Until, ipTag: x.IPTag}
 	if x.UID != "" {
 		r.restrict["u:"+x.UID] = m
@@ -295,6 +383,10 @@ func (b *MemoryBus) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.closed = true
+	if b.sweep != nil {
+		b.sweep.Stop()
+		b.sweep = nil
+	}
 	return nil
 }
 

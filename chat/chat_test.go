@@ -128,11 +128,6 @@ func TestModeration(t *testing.T) {
 	if c := again.closeCode(); c != closeBanned {
 		t.Fatalf("reconnect close code %d", c)
 	}
-	// The admin token works too.
-	adm := dial(t, n, room, "10.0.1.9", "name=boss&token=admin-token")
-	if w := adm.next("welcome"); w["you"].(map[string]any)["mod"] != true {
-		t.Fatalf("got %v", w)
-	}
 }
 
 func TestNamesAndFilter(t *testing.T) {

@@ -37,8 +37,9 @@ type Client struct {
 	lim   *Limiter // per connection
 	ipLim *Limiter // shared by the IP's connections
 
-	name string      // owned by the reader goroutine
-	mod  atomic.Bool // read by the room when applying IP bans
+	name   string         // owned by the reader goroutine
+	modTok ModeratorToken // owned by the reader goroutine: the token that made it a moderator
+	mod    atomic.Bool    // read by the room when applying IP bans
 
 	mu        sync.Mutex
 	busy      bool // the socket is being written (by a fan-out or the writer)
@@ -326,7 +327,7 @@ func encodeFrame(op int, payload []byte) []byte {
 }
 
 // serve runs the connection: join the room, read until the client goes, then clean up.
-func (c *Client) serve(channel, name, token string) {
+func (c *Client) serve(channel, name string) {
 	room, err := c.s.enterRoom(channel)
 	if err != nil {
 		closeNow(c.conn, websocket.CloseGoingAway, reasonShutdown)
@@ -340,6 +341,7 @@ func (c *Client) serve(channel, name, token string) {
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
+		defer c.s.recovered("connection writer", channel)
 		c.writeLoop()
 	}()
 	defer func() {
@@ -347,18 +349,18 @@ func (c *Client) serve(channel, name, token string) {
 		close(c.stop)
 		<-writerDone
 	}()
-
-	// A name or token in the URL is a join before the welcome, so the welcome shows it.
-	var joinErr []byte
-	if token != "" {
-		if c.s.isModToken(channel, token) {
-			c.mod.Store(true)
-		} else {
-			joinErr = errorLine(codeBadToken, "invalid moderator token", "", 0)
+	// Runs first on a panic in the reader: the client gets 1011 before the writer stops.
+	defer func() {
+		if v := recover(); v != nil {
+			c.s.panicked("connection", channel, v)
+			c.closeWith(websocket.CloseInternalServerErr, reasonInternal)
 		}
-	}
+	}()
+
+	// A name in the URL is a join before the welcome, so the welcome shows it.
+	var joinErr []byte
 	if name != "" {
-		if n, code := checkName(name, &c.s.opts, c.mod.Load()); code != "" {
+		if n, code := checkName(name, &c.s.opts, false); code != "" {
 			joinErr = errorLine(code, "display name not allowed", "", 0)
 		} else {
 			c.name = n
@@ -423,7 +425,10 @@ func (c *Client) readLoop() {
 			continue
 		}
 		if len(in.Ref) > maxRefLen {
-			in.Ref = in.Ref[:maxRefLen]
+			// Cutting it would echo something the client never sent (and, cut inside a
+			// character, longer once re-encoded).
+			c.fail(codeBadRequest, fmt.Sprintf("ref longer than %d bytes", maxRefLen), "", 0)
+			continue
 		}
 		c.handle(&in)
 	}
@@ -441,31 +446,33 @@ func (c *Client) handle(in *inMsg) {
 			Ref  string `json:"ref,omitempty"`
 		}{"pong", in.Ref}))
 	case "delete", "timeout", "ban", "unban":
-		if !c.mod.Load() {
-			c.fail(codeForbidden, "moderators only", in.Ref, 0)
-			return
+		if c.stillModerator(in.Ref) {
+			c.moderate(in)
 		}
-		c.moderate(in)
 	default:
 		c.fail(codeUnknownType, "unknown message type", in.Ref, 0)
 	}
 }
 
 func (c *Client) join(in *inMsg) {
-	mod := c.mod.Load()
+	mod, tok := c.mod.Load(), c.modTok
 	if in.Token != "" {
-		if !c.s.isModToken(c.room.name, in.Token) {
-			c.fail(codeBadToken, "invalid moderator token", in.Ref, 0)
+		t, code, msg := c.s.checkModerator(c.room.name, in.Token)
+		if code != "" {
+			c.fail(code, msg, in.Ref, 0)
 			return
 		}
-		mod = true
+		mod, tok = true, t
 	}
 	name, code := checkName(in.Name, &c.s.opts, mod)
 	if code != "" {
 		c.fail(code, "display name not allowed", in.Ref, 0)
 		return
 	}
-	c.name = name
+	if mod && tok.ID != c.modTok.ID {
+		c.s.log.Info("chat: moderator joined", "room", c.room.name, "user", c.id, "token_id", tok.ID, "token_expires", tok.Expires)
+	}
+	c.name, c.modTok = name, tok
 	c.mod.Store(mod)
 	c.send(mustJSON(struct {
 		Type string   `json:"type"`
@@ -500,6 +507,9 @@ func (c *Client) post(in *inMsg) {
 		text = masked
 	}
 	now := time.Now()
+	if c.mod.Load() && !now.Before(c.modTok.Expires) {
+		c.demote("moderator token expired", "")
+	}
 	if re := c.room.restricted(c.id, c.ipTag, now); re != nil {
 		c.failRestricted(re, in.Ref, now)
 		return
@@ -563,11 +573,16 @@ func (c *Client) moderate(in *inMsg) {
 		body := modJSON{Type: in.Type, User: in.User, Reason: truncate(in.Reason, 200)}
 		e = &Event{Kind: in.Type, UID: x.UID, IPTag: x.IPTag}
 		if in.Type == "timeout" {
+			// Checked before multiplying: a huge count would overflow into any duration.
+			if in.Seconds < 0 || in.Seconds > int64(maxTimeout/time.Second) {
+				c.fail(codeBadRequest, fmt.Sprintf("seconds must be between 1 and %d (0: %d)",
+					int64(maxTimeout/time.Second), int64(defaultTimeout/time.Second)), in.Ref, 0)
+				return
+			}
 			d := time.Duration(in.Seconds) * time.Second
-			if d <= 0 {
+			if d == 0 {
 				d = defaultTimeout
 			}
-			d = min(d, maxTimeout)
 			x.Until = time.Now().Add(d)
 			body.Seconds, body.Until = int64(d/time.Second), fmtTime(x.Until)
 			e.Until = x.Until.UnixMilli()

@@ -73,8 +73,8 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 	expect(remote, "before")
 
 	stop()
-	waitFor(t, "node A to notice the outage", func() bool { return a.srv.Ready() != nil })
-	waitFor(t, "node B to notice the outage", func() bool { return b.srv.Ready() != nil })
+	waitFor(t, "node A to notice the outage", func() bool { return a.srv.Health().State == HealthDegraded })
+	waitFor(t, "node B to notice the outage", func() bool { return b.srv.Health().State == HealthDegraded })
 	during := runtime.NumGoroutine()
 	// Local delivery never stops: each message reaches the local viewer promptly.
 	for i := 0; i < 20; i++ {
@@ -91,8 +91,8 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 	}
 
 	ownRedis(t, port) // same port, empty data
-	waitFor(t, "node A reconnected", func() bool { return a.srv.Ready() == nil })
-	waitFor(t, "node B reconnected", func() bool { return b.srv.Ready() == nil })
+	waitFor(t, "node A reconnected", func() bool { return a.srv.Health().State == HealthOK })
+	waitFor(t, "node B reconnected", func() bool { return b.srv.Health().State == HealthOK })
 	// Cross-node delivery resumes (the re-subscription may take a moment after PING works).
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; ; i++ {
@@ -168,7 +168,7 @@ func TestRedisDownAtStart(t *testing.T) {
 	}
 
 	ownRedis(t, port)
-	waitFor(t, "node A to reach Redis", func() bool { return a.srv.Ready() == nil })
+	waitFor(t, "node A to reach Redis", func() bool { return a.srv.Health().State == HealthOK })
 	ob := testOptions()
 	ob.Bus = newRedisBus(t, url, "b")
 	b := startNode(t, ob)

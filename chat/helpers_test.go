@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,13 +28,13 @@ func uniqueRoom(t *testing.T) string {
 	return fmt.Sprintf("t%d-%d", time.Now().UnixNano()%1e9, roomSeq.Add(1))
 }
 
-// testOptions are defaults with short timers and a proxy header so tests can pose as many IPs.
+// testOptions are defaults with short timers, and loopback trusted as a proxy so tests can
+// pose as many IPs through X-Forwarded-For.
 func testOptions() Options {
 	o := DefaultOptions()
 	o.PresenceInterval = 100 * time.Millisecond
-	o.TrustProxy = true
+	o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	o.Secret = []byte("test-secret")
-	o.AdminToken = "admin-token"
 	return o
 }
 
@@ -43,9 +45,12 @@ type node struct {
 	stop func() // idempotent; also run at cleanup
 }
 
-func startNode(t *testing.T, o Options) *node {
+func startNode(t testing.TB, o Options) *node {
 	t.Helper()
-	s := NewServer(o)
+	s, err := NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/chat/{channel}", s)
 	hs := httptest.NewServer(mux)
@@ -82,7 +87,7 @@ func newRedisBus(t *testing.T, url, node string) *RedisBus {
 }
 
 type tclient struct {
-	t     *testing.T
+	t     testing.TB
 	conn  *websocket.Conn
 	lines chan map[string]any
 	done  chan struct{}
@@ -112,6 +117,11 @@ func tryDial(n *node, room, ip, query string) (*tclient, error) {
 	if err != nil {
 		return nil, err
 	}
+	return readLines(conn), nil
+}
+
+// readLines starts reading conn's frames into a tclient's lines.
+func readLines(conn *websocket.Conn) *tclient {
 	c := &tclient{conn: conn, lines: make(chan map[string]any, 10000), done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
@@ -131,7 +141,7 @@ func tryDial(n *node, room, ip, query string) (*tclient, error) {
 			}
 		}
 	}()
-	return c, nil
+	return c
 }
 
 func (c *tclient) write(v any) {
@@ -180,6 +190,43 @@ func join(t *testing.T, n *node, room, ip, name string) (*tclient, string) {
 	c := dial(t, n, room, ip, "name="+name)
 	w := c.next("welcome")
 	return c, w["you"].(map[string]any)["id"].(string)
+}
+
+// modJoin connects as a moderator of room (a token signed with testOptions' secret, sent in
+// a join message) and returns the client and its user id once joined.
+func modJoin(t *testing.T, n *node, room, ip, name string) (*tclient, string) {
+	t.Helper()
+	c := dial(t, n, room, ip, "")
+	c.next("welcome")
+	c.write(map[string]any{"type": "join", "name": name, "token": SignModeratorToken([]byte("test-secret"), room, time.Hour)})
+	j := c.next("joined")
+	you := j["you"].(map[string]any)
+	if you["mod"] != true {
+		t.Fatalf("not a moderator: %v", j)
+	}
+	return c, you["id"].(string)
+}
+
+// heapAfterGC returns the live heap after a full collection.
+func heapAfterGC() int64 {
+	var ms runtime.MemStats
+	for range 2 {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+func timeNowPlus(d time.Duration) time.Time { return time.Now().Add(d) }
+
+// metricsText returns the node's /metrics text.
+func metricsText(t *testing.T, n *node) string {
+	t.Helper()
+	var b strings.Builder
+	if err := n.srv.WriteMetrics(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
 
 func freePort(t *testing.T) int {

@@ -19,7 +19,7 @@ type metrics struct {
 	deliveries    atomic.Int64
 	slowClosed    atomic.Int64
 	queued        atomic.Int64
-	refused       atomic.Int64
+	panics        atomic.Int64
 	tooBig        atomic.Int64
 	upgradeErrors atomic.Int64
 	gapFilled     atomic.Int64
@@ -27,8 +27,9 @@ type metrics struct {
 
 	fanout fanoutHist
 
-	mu       sync.Mutex
-	rejectBy map[string]int64
+	mu        sync.Mutex
+	rejectBy  map[string]int64
+	refusedBy map[string]int64
 }
 
 // fanoutBounds are the histogram buckets (seconds) of a frame's fan-out time.
@@ -58,6 +59,15 @@ func (m *metrics) rejected(code string) {
 	m.rejectBy[code]++
 }
 
+func (m *metrics) refusedConn(reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.refusedBy == nil {
+		m.refusedBy = make(map[string]int64)
+	}
+	m.refusedBy[reason]++
+}
+
 // WriteMetrics writes the server's metrics in the Prometheus text exposition format.
 func (s *Server) WriteMetrics(w io.Writer) error {
 	m := &s.metrics
@@ -69,11 +79,11 @@ func (s *Server) WriteMetrics(w io.Writer) error {
 	p.Counter("onair_chat_deliveries_total", "Broadcast frames queued to clients.", m.deliveries.Load())
 	p.Counter("onair_chat_queued_frames_total", "Frames the socket did not take at once, left to the connection's writer.", m.queued.Load())
 	p.Counter("onair_chat_slow_consumer_closes_total", "Connections closed because their outbound queue overflowed.", m.slowClosed.Load())
-	p.Counter("onair_chat_refused_connections_total", "Connections refused (per-IP limit, banned IP).", m.refused.Load())
 	p.Counter("onair_chat_oversized_frames_total", "Connections closed for a frame over the read limit.", m.tooBig.Load())
 	p.Counter("onair_chat_upgrade_errors_total", "Failed WebSocket handshakes.", m.upgradeErrors.Load())
 	p.Counter("onair_chat_gap_filled_total", "Events recovered from history after a bus gap.", m.gapFilled.Load())
 	p.Counter("onair_chat_moderation_actions_total", "Moderator actions performed.", m.modActions.Load())
+	p.Counter("onair_chat_panics_total", "Panics recovered in connection and room goroutines (each one logged).", m.panics.Load())
 	p.Family("onair_chat_fanout_seconds", "histogram", "Time to hand one broadcast frame to every local viewer's socket.")
 	var cum int64
 	for i, b := range fanoutBounds {
@@ -89,9 +99,13 @@ func (s *Server) WriteMetrics(w io.Writer) error {
 		up = 0
 	}
 	p.Gauge("onair_chat_bus_up", "1 if the chat bus (Redis) is reachable.", up)
-	p.Family("onair_chat_rejected_total", "counter", "Client requests answered with an error, by code.")
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	p.Family("onair_chat_refused_connections_total", "counter", "Connection attempts refused, by reason.")
+	for _, reason := range refusalReasons {
+		p.Sample("onair_chat_refused_connections_total", fmt.Sprintf("reason=%q", reason), m.refusedBy[reason])
+	}
+	p.Family("onair_chat_rejected_total", "counter", "Client requests answered with an error, by code.")
 	for _, code := range []string{codeBadJSON, codeUnknownType, codeBadRequest, codeNameRequired, codeBadName,
 		codeReservedName, codeEmpty, codeTooLong, codeFiltered, codeRateLimited, codeTimedOut, codeBanned,
 		codeBadToken, codeForbidden, codeUnavailable} {

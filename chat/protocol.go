@@ -36,6 +36,7 @@ const (
 	reasonTooMany   = "too_many_connections"
 	reasonShutdown  = "shutdown"
 	reasonBanned    = "banned"
+	reasonInternal  = "internal_error"
 	maxRefLen       = 64
 	maxTimeout      = 7 * 24 * time.Hour
 	defaultTimeout  = 10 * time.Minute

@@ -64,8 +64,7 @@ func TestRedisTwoNodes(t *testing.T) {
 	waitFor(t, "ghost's share expired", func() bool { return b.srv.ViewerCount(room) == 3 })
 
 	// A ban issued on A is enforced on B.
-	mod := dial(t, a, room, "10.1.0.9", "name=mod&token=admin-token")
-	mod.next("welcome")
+	mod, _ := modJoin(t, a, room, "10.1.0.9", "mod")
 	cb.write(map[string]any{"type": "send", "text": "bad"})
 	for ca.next("msg")["text"] != "bad" {
 	}
@@ -88,8 +87,7 @@ func TestRedisTwoNodes(t *testing.T) {
 	ca2, ca2id := join(t, a, room, "10.1.0.4", "carol")
 	ca2.write(map[string]any{"type": "send", "text": "hi"})
 	ca2.next("msg")
-	modB := dial(t, b, room, "10.1.0.8", "name=modb&token=admin-token")
-	modB.next("welcome")
+	modB, _ := modJoin(t, b, room, "10.1.0.8", "modb")
 	modB.write(map[string]any{"type": "timeout", "user": ca2id, "seconds": 30})
 	ca2.next("timeout")
 	ca2.write(map[string]any{"type": "send", "text": "hi again"})

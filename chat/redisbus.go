@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,12 +24,18 @@ import (
 //	onair:chat:{room}:seq        sequence counter      onair:chat:{room}:epoch  sequence epoch
 //	onair:chat:{room}:hist       capped history list   onair:chat:{room}:pres   node → "count expiry_ms"
 //	onair:chat:{room}:r:u:{uid}  restriction of a user onair:chat:{room}:r:i:{ip} restriction of an IP tag
+//	onair:chat:revoked:{id}      a revoked moderator token, until it would have expired
 //	channel onair:chat:{room}    events, "epoch seq payload"
+//
+// seq, epoch and hist expire RoomTTL after the room's last event or the last presence report
+// of a node with viewers in it; pres expires with its nodes' shares; a time-out's keys with
+// the time-out. Only bans are kept until lifted.
 type RedisBus struct {
 	rdb         *redis.Client
 	node        string
 	log         *slog.Logger
 	presenceTTL time.Duration
+	roomTTL     time.Duration
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -64,8 +71,8 @@ if ARGV[2] == '1' then
   end
   redis.call('RPUSH', KEYS[3], epoch .. ' ' .. seq .. ' ' .. ARGV[1])
   redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
-  redis.call('PEXPIRE', KEYS[3], 604800000)
 end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[7]) end
 if ARGV[6] ~= '' then
   for _, it in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
     if string.find(it, ARGV[6], 1, true) then
@@ -96,7 +103,10 @@ for i = 1, #all, 2 do
     redis.call('HDEL', KEYS[1], all[i])
   end
 end
-if n > 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2) end
+if n > 0 then
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
+  for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+end
 return sum
 `)
 )
@@ -104,6 +114,7 @@ return sum
 // RedisOptions tunes a RedisBus; zero fields take defaults.
 type RedisOptions struct {
 	PresenceTTL time.Duration // a node's viewer share expires this long after its last report (10s)
+	RoomTTL     time.Duration // a room's sequence and history expire this long after it was last used (10m)
 }
 
 // NewRedisBus connects to the Redis at url (redis://[:password@]host:port/db) as node nodeID
@@ -127,8 +138,11 @@ func NewRedisBus(ctx context.Context, url, nodeID string, log *slog.Logger, ro R
 	if ro.PresenceTTL <= 0 {
 		ro.PresenceTTL = 10 * time.Second
 	}
+	if ro.RoomTTL <= 0 {
+		ro.RoomTTL = DefaultOptions().RoomTTL
+	}
 	b := &RedisBus{
-		rdb: redis.NewClient(opt), node: nodeID, log: log, presenceTTL: ro.PresenceTTL,
+		rdb: redis.NewClient(opt), node: nodeID, log: log, presenceTTL: ro.PresenceTTL, roomTTL: ro.RoomTTL,
 		subs: make(map[string]map[int]func(Event)), active: make(map[string]bool),
 	}
 	// A node that starts during a Redis outage serves its local viewers and joins
@@ -142,13 +156,43 @@ func NewRedisBus(ctx context.Context, url, nodeID string, log *slog.Logger, ro R
 	b.wg.Add(2)
 	go func() {
 		defer b.wg.Done()
-		b.receiveLoop()
+		b.keepRunning("receive", b.receiveLoop)
 	}()
 	go func() {
 		defer b.wg.Done()
-		b.healthLoop()
+		b.keepRunning("health", b.healthLoop)
 	}()
 	return b, nil
+}
+
+// keepRunning runs loop until the bus closes, restarting it after a panic (logged) so one
+// bad event cannot leave the node deaf.
+func (b *RedisBus) keepRunning(what string, loop func()) {
+	for b.ctx.Err() == nil {
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					b.log.Error("chat: redis bus loop panicked; restarting it", "loop", what, "panic", v, "stack", string(debug.Stack()))
+				}
+			}()
+			loop()
+		}()
+		select {
+		case <-b.ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// errRedisDown is returned at once, without a network call, while the health loop knows
+// Redis is unreachable.
+var errRedisDown = errors.New("redis unreachable")
+
+func (b *RedisBus) checkUp() error {
+	if !b.up.Load() {
+		return errRedisDown
+	}
+	return nil
 }
 
 func channelOf(room string) string { return "onair:chat:{" + room + "}" }
@@ -297,7 +341,7 @@ func (b *RedisBus) Publish(ctx context.Context, room string, e *Event, historyLe
 		}
 		keys := []string{keyOf(room, "seq"), keyOf(room, "epoch"), keyOf(room, "hist"),
 			keyOf(room, "r:u:"+e.UID), keyOf(room, "r:i:"+e.IPTag)}
-		res, err := publishScript.Run(ctx, b.rdb, keys, payload, keep, historyLen, channelOf(room), check, del).Int64Slice()
+		res, err := publishScript.Run(ctx, b.rdb, keys, payload, keep, historyLen, channelOf(room), check, del, b.roomTTL.Milliseconds()).Int64Slice()
 		if err == nil {
 			if res[0] < 0 {
 				return restrictedFrom(res)
@@ -380,6 +424,9 @@ func (b *RedisBus) syncChannel(room string) {
 
 // History implements Bus.
 func (b *RedisBus) History(ctx context.Context, room string, n int) ([]Event, error) {
+	if err := b.checkUp(); err != nil {
+		return nil, fmt.Errorf("chat: reading history of %s: %w", room, err)
+	}
 	items, err := b.rdb.LRange(ctx, keyOf(room, "hist"), int64(-n), -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("chat: reading history of %s: %w", room, err)
@@ -397,6 +444,9 @@ func (b *RedisBus) History(ctx context.Context, room string, n int) ([]Event, er
 
 // Restrict implements Bus.
 func (b *RedisBus) Restrict(ctx context.Context, room string, x Restriction) error {
+	if err := b.checkUp(); err != nil {
+		return fmt.Errorf("chat: storing restriction in %s: %w", room, err)
+	}
 	kind, ttl := "b", time.Duration(0)
 	if !x.Until.IsZero() {
 		kind, ttl = "t", time.Until(x.Until)
@@ -419,6 +469,9 @@ func (b *RedisBus) Restrict(ctx context.Context, room string, x Restriction) err
 
 // Unrestrict implements Bus.
 func (b *RedisBus) Unrestrict(ctx context.Context, room, uid string) (string, error) {
+	if err := b.checkUp(); err != nil {
+		return "", fmt.Errorf("chat: lifting restriction in %s: %w", room, err)
+	}
 	v, err := b.rdb.GetDel(ctx, keyOf(room, "r:u:"+uid)).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
@@ -437,6 +490,9 @@ func (b *RedisBus) Unrestrict(ctx context.Context, room, uid string) (string, er
 
 // Restricted implements Bus.
 func (b *RedisBus) Restricted(ctx context.Context, room, uid, ipTag string) error {
+	if err := b.checkUp(); err != nil {
+		return fmt.Errorf("chat: checking restriction in %s: %w", room, err)
+	}
 	for _, k := range []string{"r:u:" + uid, "r:i:" + ipTag} {
 		if k == "r:u:" || k == "r:i:" {
 			continue
@@ -460,16 +516,39 @@ func (b *RedisBus) Restricted(ctx context.Context, room, uid, ipTag string) erro
 	return nil
 }
 
-// Presence implements Bus.
+// Presence implements Bus. A report of local viewers also keeps the room's keys alive.
 func (b *RedisBus) Presence(ctx context.Context, room string, local int) (int, error) {
-	n, err := presenceScript.Run(ctx, b.rdb, []string{keyOf(room, "pres")}, b.node, local, b.presenceTTL.Milliseconds()).Int()
-	return n, wrapf(err, "chat: presence in %s", room)
+	return b.presence(ctx, room, local)
 }
 
-// Viewers implements Bus.
+// Viewers implements Bus. While Redis is known to be down it fails at once.
 func (b *RedisBus) Viewers(ctx context.Context, room string) (int, error) {
-	n, err := presenceScript.Run(ctx, b.rdb, []string{keyOf(room, "pres")}, b.node, -1, b.presenceTTL.Milliseconds()).Int()
+	return b.presence(ctx, room, -1)
+}
+
+func (b *RedisBus) presence(ctx context.Context, room string, local int) (int, error) {
+	if err := b.checkUp(); err != nil {
+		return 0, fmt.Errorf("chat: viewers in %s: %w", room, err)
+	}
+	keys := []string{keyOf(room, "pres"), keyOf(room, "seq"), keyOf(room, "epoch"), keyOf(room, "hist")}
+	n, err := presenceScript.Run(ctx, b.rdb, keys, b.node, local, b.presenceTTL.Milliseconds(), b.roomTTL.Milliseconds()).Int()
 	return n, wrapf(err, "chat: viewers in %s", room)
+}
+
+// Revoke implements Revocations, in the Redis every node shares.
+func (b *RedisBus) Revoke(ctx context.Context, id string, until time.Time) error {
+	if err := b.checkUp(); err != nil {
+		return fmt.Errorf("chat: revoking moderator token %s: %w", id, err)
+	}
+	return redisRevoke(ctx, b.rdb, id, until)
+}
+
+// Revoked implements Revocations.
+func (b *RedisBus) Revoked(ctx context.Context, id string) (bool, error) {
+	if err := b.checkUp(); err != nil {
+		return false, fmt.Errorf("chat: checking revocation of %s: %w", id, err)
+	}
+	return redisRevoked(ctx, b.rdb, id)
 }
 
 // Ready implements Bus.
@@ -477,10 +556,7 @@ func (b *RedisBus) Ready() error {
 	if b.ctx.Err() != nil {
 		return ErrBusClosed
 	}
-	if !b.up.Load() {
-		return errors.New("redis unreachable")
-	}
-	return nil
+	return b.checkUp()
 }
 
 // Close stops the bus's goroutines and closes its Redis connections.

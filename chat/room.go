@@ -70,12 +70,21 @@ func (r *Room) push(e Event) {
 	}
 }
 
+// step runs one unit of the room's work; a panic in it is logged and counted, and the room
+// goes on with the next.
+func (r *Room) step(f func()) {
+	defer r.s.recovered("room", r.name)
+	f()
+}
+
 // run owns the room's goroutines until the room's context ends.
 func (r *Room) run() {
 	unsub := r.s.bus.Subscribe(r.name, r.push)
-	r.mu.Lock()
-	r.loadHistory()
-	r.mu.Unlock()
+	r.step(func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.loadHistory()
+	})
 	r.s.metrics.rooms.Add(1)
 	defer r.s.metrics.rooms.Add(-1)
 
@@ -107,7 +116,7 @@ func (r *Room) run() {
 		}
 		r.holdWhileBusy()
 		last = time.Now()
-		r.drain()
+		r.step(r.drain)
 	}
 }
 
@@ -182,26 +191,32 @@ func (r *Room) drain() {
 	defer r.mu.Unlock()
 	batch := frameBatch{r: r, max: r.s.opts.MaxBatchBytes}
 	for i := range evs {
-		e := &evs[i]
-		if e.Fill {
-			r.fill(0, &batch)
-			continue
-		}
-		if e.Keep() && e.Seq > 0 {
-			if e.Epoch != r.epoch {
-				r.epoch, r.lastSeq = e.Epoch, 0 // the bus lost its state; start counting again
-			}
-			if e.Seq <= r.lastSeq {
-				continue // already delivered (history load raced the subscription)
-			}
-			if r.lastSeq > 0 && e.Seq > r.lastSeq+1 {
-				r.fill(e.Seq, &batch)
-			}
-			r.lastSeq = e.Seq
-		}
-		batch.add(r.apply(e))
+		r.drainOne(&evs[i], &batch)
 	}
 	batch.flush()
+}
+
+// drainOne applies one event into batch. A panic loses this event only, not the ones
+// after it. Called with r.mu held.
+func (r *Room) drainOne(e *Event, batch *frameBatch) {
+	defer r.s.recovered("room event", r.name)
+	if e.Fill {
+		r.fill(0, batch)
+		return
+	}
+	if e.Keep() && e.Seq > 0 {
+		if e.Epoch != r.epoch {
+			r.epoch, r.lastSeq = e.Epoch, 0 // the bus lost its state; start counting again
+		}
+		if e.Seq <= r.lastSeq {
+			return // already delivered (history load raced the subscription)
+		}
+		if r.lastSeq > 0 && e.Seq > r.lastSeq+1 {
+			r.fill(e.Seq, batch)
+		}
+		r.lastSeq = e.Seq
+	}
+	batch.add(r.apply(e))
 }
 
 // frameBatch joins event lines with '\n' into frames of at most max bytes.
@@ -232,6 +247,13 @@ func (b *frameBatch) flush() {
 	b.buf.Reset()
 }
 
+// broadcast sends one frame to every local client.
+func (r *Room) broadcast(payload []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.broadcastLocked(payload)
+}
+
 // broadcastLocked sends one frame to every local client. Called with r.mu held.
 // The frame is encoded once; the writes are spread over the CPUs, since on a big room
 // they are nearly all of the work.
@@ -254,6 +276,7 @@ func (r *Room) broadcastLocked(payload []byte) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer r.s.recovered("fan-out", r.name)
 			for _, c := range part {
 				c.deliver(frame, &r.inflight)
 			}
@@ -419,42 +442,65 @@ func (r *Room) closeAll(code int, reason string) {
 func (r *Room) presenceLoop() {
 	t := time.NewTicker(r.s.opts.PresenceInterval)
 	defer t.Stop()
-	sent := int64(-1)
+	var p presenceState
+	p.sent = -1
 	for {
-		local := r.localCount()
-		ctx, cancel := context.WithTimeout(r.ctx, time.Second)
-		total, err := r.s.bus.Presence(ctx, r.name, local)
-		cancel()
-		if err != nil {
-			total = local // best local answer while the bus is away
-		}
-		r.total.Store(int64(total))
-		if int64(total) != sent {
-			sent = int64(total)
-			line := mustJSON(struct {
-				Type  string `json:"type"`
-				Count int    `json:"count"`
-			}{"viewers", total})
-			r.mu.Lock()
-			r.broadcastLocked(line)
-			r.mu.Unlock()
-		}
-		r.mu.Lock()
-		now := time.Now()
-		for k, until := range r.restrict {
-			if !until.IsZero() && now.After(until) {
-				delete(r.restrict, k)
-			}
-		}
-		r.mu.Unlock()
+		r.step(func() { r.reportPresence(&p) })
 		select {
 		case <-r.ctx.Done():
-			// Withdraw this node's share; the room's context is over, so use a fresh one.
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			r.s.bus.Presence(ctx, r.name, 0)
-			cancel()
+			r.step(func() { r.withdrawPresence(&p) })
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// presenceState is what the presence loop remembers between reports.
+type presenceState struct {
+	sent         int64 // count last pushed to clients
+	local, total int   // last report: this node's viewers, all nodes'
+}
+
+// reportPresence reports local viewers, pushes a changed total and drops expired time-outs.
+func (r *Room) reportPresence(p *presenceState) {
+	local := r.localCount()
+	ctx, cancel := context.WithTimeout(r.ctx, time.Second)
+	total, err := r.s.bus.Presence(ctx, r.name, local)
+	cancel()
+	if err != nil {
+		// Best answer while the bus is away: our own viewers plus the others' as last seen.
+		total = local + max(0, p.total-p.local)
+	}
+	p.local, p.total = local, total
+	r.total.Store(int64(total))
+	r.s.noteViewers(r.name, total)
+	if int64(total) != p.sent {
+		p.sent = int64(total)
+		line := mustJSON(struct {
+			Type  string `json:"type"`
+			Count int    `json:"count"`
+		}{"viewers", total})
+		r.broadcast(line)
+	}
+	r.mu.Lock()
+	now := time.Now()
+	for k, until := range r.restrict {
+		if !until.IsZero() && now.After(until) {
+			delete(r.restrict, k)
+		}
+	}
+	r.mu.Unlock()
+}
+
+// withdrawPresence removes this node's share as the room stops, and leaves the count of the
+// other nodes' viewers as the last one seen.
+func (r *Room) withdrawPresence(p *presenceState) {
+	// The room's context is over, so use a fresh one.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	total, err := r.s.bus.Presence(ctx, r.name, 0)
+	if err != nil {
+		total = max(0, p.total-p.local)
+	}
+	r.s.noteViewers(r.name, total)
 }

@@ -2,21 +2,19 @@ package chat
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/onairhq/onair/internal/clientip"
 )
 
 // Server serves chat rooms over WebSocket at /chat/{channel}. It is an http.Handler.
@@ -24,43 +22,59 @@ type Server struct {
 	opts     Options
 	bus      Bus
 	ownBus   bool
+	revoked  Revocations
 	filter   *WordFilter
 	log      *slog.Logger
+	refusals *logSampler
 	upgrader websocket.Upgrader
+	resolver clientip.Resolver
+	origins  originPolicy
 	metrics  metrics
 
 	ctx    context.Context // canceled by Shutdown; parent of every room
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // rooms and connections
+	wg     sync.WaitGroup // rooms, connections and the janitor
+	stop   chan struct{}  // closed by Shutdown: stops the janitor
 
-	mu        sync.Mutex
-	rooms     map[string]*Room
-	ips       map[string]*ipState
-	lastSweep time.Time
-	closing   bool
+	mu      sync.Mutex
+	rooms   map[string]*Room
+	ips     map[string]*ipState
+	seen    map[string]seenCount // viewer counts rooms last saw, for when the bus cannot say
+	closing bool
 }
 
-// ipState is what the server tracks per client IP while it has connections.
-type ipState struct {
-	conns int
-	lim   *Limiter
-	left  time.Time // when conns last dropped to 0
-}
-
-// NewServer returns a Server configured by opts (zero fields take their defaults).
-func NewServer(opts Options) *Server {
-	opts = opts.withDefaults()
+// NewServer returns a Server configured by opts, or the fields Validate refuses.
+func NewServer(opts Options) (*Server, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	s := &Server{
-		opts:   opts,
-		bus:    opts.Bus,
-		filter: NewWordFilter(opts.FilterWords),
-		log:    opts.Logger,
-		rooms:  make(map[string]*Room),
-		ips:    make(map[string]*ipState),
+		opts:     opts,
+		bus:      opts.Bus,
+		revoked:  opts.Revocations,
+		filter:   NewWordFilter(opts.FilterWords),
+		log:      opts.Logger,
+		refusals: newLogSampler(opts.Logger, 10*time.Second),
+		resolver: clientip.NewResolver(opts.TrustedProxies),
+		origins:  newOriginPolicy(opts.AllowedOrigins),
+		stop:     make(chan struct{}),
+		rooms:    make(map[string]*Room),
+		ips:      make(map[string]*ipState),
+		seen:     make(map[string]seenCount),
 	}
 	if s.bus == nil {
-		s.bus = NewMemoryBus()
+		s.bus = NewMemoryBus(MemoryOptions{RoomTTL: opts.RoomTTL})
 		s.ownBus = true
+	}
+	if s.revoked == nil {
+		if r, ok := s.bus.(Revocations); ok {
+			s.revoked = r // shared by every node on the bus
+		} else {
+			s.revoked, _ = NewFileRevocations("") // memory only: cannot fail
+		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
@@ -68,9 +82,14 @@ func NewServer(opts Options) *Server {
 		WriteBufferSize:  1024,
 		WriteBufferPool:  &sync.Pool{}, // idle connections hold no write buffer
 		HandshakeTimeout: 10 * time.Second,
-		CheckOrigin:      s.checkOrigin,
+		CheckOrigin:      func(*http.Request) bool { return true }, // checked before, with a logged reason
 	}
-	return s
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.janitor()
+	}()
+	return s, nil
 }
 
 // validChannel reports whether name matches [a-z0-9_-]{1,64}.
@@ -87,44 +106,9 @@ func validChannel(name string) bool {
 	return true
 }
 
-func (s *Server) checkOrigin(r *http.Request) bool {
-	if len(s.opts.AllowedOrigins) == 0 {
-		return true // chat carries no ambient credentials (no cookies), so any page may embed it
-	}
-	origin := r.Header.Get("Origin")
-	for _, o := range s.opts.AllowedOrigins {
-		if strings.EqualFold(o, origin) {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *Server) clientIP(r *http.Request) string {
-	if s.opts.TrustProxy {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			parts := strings.Split(xff, ",")
-			if ip := strings.TrimSpace(parts[len(parts)-1]); ip != "" {
-				return ip
-			}
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// ipTag is a keyed hash of ip: the same on every node sharing the secret, so IP bans work
-// across nodes without raw addresses being stored in Redis or sent around.
-func (s *Server) ipTag(ip string) string {
-	m := hmac.New(sha256.New, append([]byte("onair-chat-ip\n"), s.opts.Secret...))
-	m.Write([]byte(ip))
-	return hex.EncodeToString(m.Sum(nil)[:12])
-}
-
 // ServeHTTP upgrades /chat/{channel} to a chat connection and serves it until it ends.
+// Everything that can refuse a request is checked before the upgrade, cheapest first, so a
+// refused client costs no WebSocket, room or bus state.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	channel := r.PathValue("channel")
 	if channel == "" {
@@ -139,6 +123,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if closing {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ip := s.clientIP(r)
+	if ok, wait := s.allowUpgrade(ip, time.Now()); !ok {
+		s.refuse(refusedUpgradeRate, ip, channel)
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+		http.Error(w, "too many connection attempts from your address; retry later", http.StatusTooManyRequests)
+		return
+	}
+	if s.opts.Known != nil && !s.opts.Known(channel) {
+		s.refuse(refusedUnknownChannel, ip, channel)
+		http.Error(w, "no such channel", http.StatusNotFound)
+		return
+	}
+	if !s.origins.allows(r) {
+		s.refuse(refusedOrigin, ip, channel, "origin", truncate(r.Header.Get("Origin"), 100))
+		http.Error(w, "chat is not open to pages of this origin", http.StatusForbidden)
+		return
+	}
+	q := r.URL.Query()
+	if q.Has("token") {
+		// A secret in a URL ends up in access logs and browser history.
+		s.refuse(refusedTokenInURL, ip, channel)
+		http.Error(w, "moderator tokens are not accepted in the URL; send them in a join message", http.StatusBadRequest)
 		return
 	}
 	conn, err := s.upgrader.Upgrade(w, r, nil)
@@ -156,15 +164,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.serveConn(conn, channel, s.clientIP(r), r.URL.Query())
+		defer s.recovered("connection", channel)
+		s.serveConn(conn, channel, ip, q.Get("name"))
 	}()
 }
 
 // serveConn admits an upgraded connection and serves it until it ends.
-func (s *Server) serveConn(conn *websocket.Conn, channel, ip string, q url.Values) {
+func (s *Server) serveConn(conn *websocket.Conn, channel, ip, name string) {
 	ipLim, ok := s.acquireIP(ip)
 	if !ok {
-		s.metrics.refused.Add(1)
+		s.refuse(refusedTooMany, ip, channel)
 		closeNow(conn, websocket.ClosePolicyViolation, reasonTooMany)
 		return
 	}
@@ -176,11 +185,11 @@ func (s *Server) serveConn(conn *websocket.Conn, channel, ip string, q url.Value
 	cancel()
 	var re *RestrictedError
 	if errors.As(err, &re) && re.Ban {
-		s.metrics.refused.Add(1)
+		s.refuse(refusedBanned, ip, channel)
 		closeNow(conn, closeBanned, reasonBanned)
 		return
 	}
-	c.serve(channel, q.Get("name"), q.Get("token"))
+	c.serve(channel, name)
 }
 
 func closeNow(conn *websocket.Conn, code int, reason string) {
@@ -188,40 +197,19 @@ func closeNow(conn *websocket.Conn, code int, reason string) {
 	conn.Close()
 }
 
-func (s *Server) acquireIP(ip string) (*Limiter, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	// An IP's message budget outlives its connections for one window, so reconnecting does
-	// not refill it. Idle entries are swept at most once per window.
-	if now.Sub(s.lastSweep) > s.opts.IPWindow {
-		s.lastSweep = now
-		for k, st := range s.ips {
-			if st.conns == 0 && now.Sub(st.left) > s.opts.IPWindow {
-				delete(s.ips, k)
-			}
-		}
+// recovered ends a panic in one of the server's goroutines: it is logged and counted, and
+// the goroutine's deferred clean-up has run, so its room and the others keep working.
+// Use as "defer s.recovered(where, room)".
+func (s *Server) recovered(where, room string) {
+	if v := recover(); v != nil {
+		s.panicked(where, room, v)
 	}
-	st := s.ips[ip]
-	if st == nil {
-		st = &ipState{lim: NewLimiter(s.opts.IPMessages, s.opts.IPWindow)}
-		s.ips[ip] = st
-	}
-	if st.conns >= s.opts.ConnsPerIP {
-		return nil, false
-	}
-	st.conns++
-	return st.lim, true
 }
 
-func (s *Server) releaseIP(ip string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st := s.ips[ip]; st != nil {
-		if st.conns--; st.conns <= 0 {
-			st.conns, st.left = 0, time.Now()
-		}
-	}
+// panicked logs and counts a recovered panic.
+func (s *Server) panicked(where, room string, v any) {
+	s.metrics.panics.Add(1)
+	s.log.Error("chat: recovered from a panic", "in", where, "room", room, "panic", v, "stack", string(debug.Stack()))
 }
 
 // enterRoom returns the running room for channel, starting it if needed, and counts c in it.
@@ -294,39 +282,14 @@ func (s *Server) Announce(channel, kind, text, reason string) error {
 	return wrapf(s.bus.Publish(ctx, channel, e, s.opts.HistoryLen), "chat: announce %s in %s", kind, channel)
 }
 
-// ViewerCount returns the number of connections in channel's room, summed over all nodes.
-func (s *Server) ViewerCount(channel string) int {
-	s.mu.Lock()
-	r := s.rooms[channel]
-	s.mu.Unlock()
-	if r != nil {
-		return r.viewers()
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, time.Second)
-	defer cancel()
-	n, err := s.bus.Viewers(ctx, channel)
-	if err != nil {
-		return 0
-	}
-	return n
-}
-
-// Ready returns nil when the server accepts connections and its bus is reachable.
-func (s *Server) Ready() error {
-	s.mu.Lock()
-	closing := s.closing
-	s.mu.Unlock()
-	if closing {
-		return errors.New("chat: shutting down")
-	}
-	return wrapf(s.bus.Ready(), "chat: bus")
-}
-
 // Shutdown closes every connection with a close frame (1001 "shutdown"), stops all rooms and
 // waits for their goroutines or ctx. It closes the bus only if NewServer created it.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing = true
+	if !s.closing {
+		s.closing = true
+		close(s.stop)
+	}
 	rooms := make([]*Room, 0, len(s.rooms))
 	for _, r := range s.rooms {
 		rooms = append(rooms, r)
@@ -351,12 +314,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.bus.Close()
 	}
 	return err
-}
-
-// isModToken reports whether token makes its holder a moderator of channel.
-func (s *Server) isModToken(channel, token string) bool {
-	if s.opts.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.opts.AdminToken)) == 1 {
-		return true
-	}
-	return VerifyModeratorToken(s.opts.Secret, channel, token, time.Now()) == nil
 }
