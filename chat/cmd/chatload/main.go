@@ -15,6 +15,9 @@ import (
 	"syscall"
 )
 
+// benchSecret signs the senders' moderator tokens; parent and child nodes share it.
+const benchSecret = "chatload-bench-secret"
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: chatload run|serve [flags]")

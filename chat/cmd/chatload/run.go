@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/onairhq/onair/chat"
 )
 
 type child struct {
@@ -274,14 +276,18 @@ func runBench(ctx context.Context, args []string) error {
 	runtime.GC()
 	_, rss1 := stats()
 
-	// Senders are moderators (the admin token) so the per-IP rate limit does not apply:
-	// every bench client shares 127.0.0.1.
+	// Senders are moderators (a token signed with the nodes' secret, sent in a join message)
+	// so the per-IP rate limit does not apply: every bench client shares 127.0.0.1.
 	var sconns []*websocket.Conn
 	var refused atomic.Int64
+	token := chat.SignModeratorToken([]byte(benchSecret), room, time.Hour)
 	for i := 0; i < *senders; i++ {
-		c, _, err := dialer.Dial(url(i)+fmt.Sprintf("?name=sender%d&token=bench-admin", i), nil)
+		c, _, err := dialer.Dial(url(i), nil)
 		if err != nil {
 			return fmt.Errorf("dialing sender: %w", err)
+		}
+		if err := c.WriteJSON(map[string]string{"type": "join", "name": fmt.Sprintf("sender%d", i), "token": token}); err != nil {
+			return fmt.Errorf("joining sender: %w", err)
 		}
 		sconns = append(sconns, c)
 		wg.Add(1)

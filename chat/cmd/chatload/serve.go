@@ -35,8 +35,9 @@ func serve(args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	redis.SetLogger(chat.QuietRedisLogger{})
 	o := chat.DefaultOptions()
-	o.ConnsPerIP = 1 << 20 // every bench client comes from 127.0.0.1
-	o.AdminToken = "bench-admin"
+	o.ConnsPerIP = 1000000 // every bench client comes from 127.0.0.1
+	o.UpgradesPerMinute = 1000000
+	o.Secret = []byte(benchSecret)
 	o.Logger = log
 	if *redisURL != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -48,7 +49,10 @@ func serve(args []string) error {
 		defer bus.Close()
 		o.Bus = bus
 	}
-	srv := chat.NewServer(o)
+	srv, err := chat.NewServer(o)
+	if err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/chat/{channel}", srv)
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) { srv.WriteMetrics(w) })
