@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onairhq/onair/chat"
 	"github.com/onairhq/onair/ingest"
+	"github.com/onairhq/onair/internal/clientip"
 	"github.com/onairhq/onair/moderation"
 	"github.com/onairhq/onair/segmenter"
 	"github.com/onairhq/onair/web"
@@ -46,32 +49,39 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		a.busName = "redis"
 		// go-redis would otherwise log every failed dial during an outage; the bus logs it once.
 		redis.SetLogger(chat.QuietRedisLogger{})
-		a.bus, err = chat.NewRedisBus(context.Background(), cfg.RedisURL, nodeID(), log.With("part", "chat-bus"), chat.RedisOptions{})
+		a.bus, err = chat.NewRedisBus(context.Background(), cfg.RedisURL, nodeID(), log.With("part", "chat-bus"), chat.RedisOptions{RoomTTL: cfg.ChatRoomTTL})
 		if err != nil {
 			return nil, fmt.Errorf("connect chat bus to redis-url: %w", err)
 		}
 	} else {
-		a.bus = chat.NewMemoryBus()
+		a.bus = chat.NewMemoryBus(chat.MemoryOptions{RoomTTL: cfg.ChatRoomTTL})
 	}
-	copts := chat.DefaultOptions()
-	copts.HistoryLen = cfg.ChatHistory
-	copts.MaxMessageLen = cfg.ChatMaxMessage
-	copts.ConnMessages, copts.ConnWindow = cfg.ChatRateMessages, cfg.ChatRateWindow
-	copts.IPMessages, copts.IPWindow = cfg.ChatIPRateMessages, cfg.ChatRateWindow
-	copts.ConnsPerIP = cfg.ChatConnsPerIP
-	copts.TrustProxy = cfg.ChatTrustProxy
-	copts.FilterMode = chat.FilterMode(cfg.ChatWordFilterMode)
+	copts := chatOptions(cfg)
 	if cfg.ChatWordFilter != "" {
 		if copts.FilterWords, err = readLines(cfg.ChatWordFilter); err != nil {
 			return nil, fmt.Errorf("read chat-word-filter: %w", err)
 		}
 	}
+	if cfg.RedisURL == "" {
+		// Kept where `onair token revoke` writes them; with Redis, the bus keeps them.
+		if copts.Revocations, err = chat.NewFileRevocations(revokedTokensPath(cfg.DataDir)); err != nil {
+			return nil, err
+		}
+	}
+	// Rooms exist only for channels the hub knows (configured, or admitted by the webhook).
+	copts.Known = func(channel string) bool { _, ok := a.hub.Channel(channel); return ok }
 	copts.Secret = []byte(secret)
-	copts.AdminToken = adminToken
 	copts.Bus = a.bus
 	copts.Logger = log.With("part", "chat")
-	a.chat = chat.NewServer(copts)
-	a.ready.chat = a.chat.Ready
+	if a.chat, err = chat.NewServer(copts); err != nil {
+		return nil, fmt.Errorf("set up chat: %w", err)
+	}
+	a.ready.chat = func() error { // nil while chat's bus reaches the other nodes
+		if h := a.chat.Health(); h.State != chat.HealthOK {
+			return errors.New(h.Reason)
+		}
+		return nil
+	}
 
 	// Media.
 	a.seg, err = segmenter.New(segmenter.Options{
@@ -192,6 +202,58 @@ func (n broadcastNotices) BroadcastEnded(b *ingest.Broadcast, reason ingest.EndR
 	}
 	n.chat.Announce(b.Channel, chat.SystemOffline, b.Channel+" went offline", string(reason))
 }
+
+// chatOptions maps the chat settings onto chat.Options (the word filter's file is read later).
+func chatOptions(cfg Config) chat.Options {
+	o := chat.DefaultOptions()
+	o.HistoryLen = cfg.ChatHistory
+	o.MaxMessageLen = cfg.ChatMaxMessage
+	o.ConnMessages, o.ConnWindow = cfg.ChatRateMessages, cfg.ChatRateWindow
+	o.IPMessages, o.IPWindow = cfg.ChatIPRateMessages, cfg.ChatRateWindow
+	o.ConnsPerIP = cfg.ChatConnsPerIP
+	o.UpgradesPerMinute = cfg.ChatUpgradesPerIP
+	o.RoomTTL = cfg.ChatRoomTTL
+	o.FilterMode = chat.FilterMode(cfg.ChatWordFilterMode)
+	o.TrustedProxies, _ = clientip.ParseNetworks(cfg.TrustedProxies) // validated with the config
+	for _, item := range cfg.ChatAllowedOrigins {
+		for _, origin := range strings.Split(item, ",") {
+			if origin = strings.TrimSpace(origin); origin != "" {
+				o.AllowedOrigins = append(o.AllowedOrigins, origin)
+			}
+		}
+	}
+	if len(o.AllowedOrigins) == 0 && cfg.PublicURL != "" {
+		o.AllowedOrigins = []string{chat.OriginOf(cfg.PublicURL)}
+	}
+	return o
+}
+
+// chatOptionErrors checks the chat settings with chat's own rules, naming each setting.
+func chatOptionErrors(cfg Config) []error {
+	err := chatOptions(cfg).Validate()
+	if err == nil {
+		return nil
+	}
+	setting := map[string]string{
+		"HistoryLen": "chat-history", "MaxMessageLen": "chat-max-message", "ConnMessages": "chat-rate-messages",
+		"IPMessages": "chat-ip-rate-messages", "ConnWindow": "chat-rate-window", "IPWindow": "chat-rate-window",
+		"ConnsPerIP": "chat-conns-per-ip", "UpgradesPerMinute": "chat-upgrades-per-ip", "RoomTTL": "chat-room-ttl",
+		"FilterMode": "chat-word-filter-mode", "AllowedOrigins": "chat-allowed-origins",
+	}
+	var out []error
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var oe *chat.OptionError
+		if errors.As(e, &oe) && setting[oe.Field] != "" {
+			out = append(out, fmt.Errorf("invalid setting %s: %s", setting[oe.Field], oe.Problem))
+		} else {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// revokedTokensPath is where revoked moderator tokens are kept without Redis.
+func revokedTokensPath(dataDir string) string { return filepath.Join(dataDir, "revoked-tokens") }
 
 // nodeID names this process among chat nodes sharing one Redis.
 func nodeID() string {

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/onairhq/onair/chat"
@@ -13,15 +16,18 @@ import (
 	"github.com/onairhq/onair/moderation"
 )
 
-// tokenCommand prints a chat moderator token signed with the server's secret.
+// tokenCommand prints a chat moderator token signed with the server's secret, or revokes one.
 func tokenCommand(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "revoke" {
+		return revokeCommand(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "moderator" {
-		return errors.New("usage: onair token moderator --channel NAME [--ttl 720h] [--data-dir DIR]")
+		return errors.New("usage: onair token moderator --channel NAME [--ttl 24h] [--data-dir DIR]\n       onair token revoke TOKEN-OR-ID [--data-dir DIR | --redis-url URL]")
 	}
 	fs := flag.NewFlagSet("onair token moderator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	channel := fs.String("channel", "", "channel the token moderates")
-	ttl := fs.Duration("ttl", 30*24*time.Hour, "how long the token is valid")
+	ttl := fs.Duration("ttl", 24*time.Hour, fmt.Sprintf("how long the token is valid (at most %v)", chat.MaxModeratorTokenTTL))
 	dataDir := fs.String("data-dir", firstSet(envLookup("ONAIR_DATA_DIR"), defaultConfig().DataDir), "data directory holding the server's secret")
 	secretFlag := fs.String("secret", envLookup("ONAIR_SECRET"), "the server's secret, if set in its configuration")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -35,6 +41,9 @@ func tokenCommand(args []string, stdout, stderr io.Writer) error {
 	if !ingest.ValidChannelName(*channel) {
 		return errors.New("--channel NAME is required ([a-z0-9_-]{1,64})")
 	}
+	if *ttl <= 0 || *ttl > chat.MaxModeratorTokenTTL {
+		return fmt.Errorf("--ttl must be positive and at most %v, got %v", chat.MaxModeratorTokenTTL, *ttl)
+	}
 	secret := *secretFlag
 	if secret == "" {
 		st, err := loadState(*dataDir)
@@ -43,7 +52,66 @@ func tokenCommand(args []string, stdout, stderr io.Writer) error {
 		}
 		secret = st.Secret
 	}
-	fmt.Fprintln(stdout, chat.SignModeratorToken([]byte(secret), *channel, *ttl))
+	tok := chat.SignModeratorToken([]byte(secret), *channel, *ttl)
+	t, err := chat.ParseModeratorToken(tok)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	fmt.Fprintf(stderr, "token id %s, valid until %s; revoke it with: onair token revoke %s\n", t.ID, t.Expires.UTC().Format(time.RFC3339), t.ID)
+	return nil
+}
+
+// revokeCommand records a moderator token as revoked where the servers look: in Redis
+// when they share one, else in the data directory.
+func revokeCommand(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("onair token revoke", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", firstSet(envLookup("ONAIR_DATA_DIR"), defaultConfig().DataDir), "data directory of a server without Redis")
+	redisURL := fs.String("redis-url", envLookup("ONAIR_REDIS_URL"), "the servers' Redis, if they use one")
+	// The token or id may come before or after the flags.
+	var target string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		target, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if target == "" && fs.NArg() == 1 {
+		target = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return errors.New("usage: onair token revoke TOKEN-OR-ID [--data-dir DIR | --redis-url URL]")
+	}
+	// A whole token says until when its revocation matters; an id alone is kept for the
+	// longest lifetime a token can have.
+	id, until := target, time.Now().Add(chat.MaxModeratorTokenTTL)
+	if t, err := chat.ParseModeratorToken(target); err == nil {
+		id, until = t.ID, t.Expires
+	}
+	var rev chat.Revocations
+	if *redisURL != "" {
+		r, err := chat.NewRedisRevocations(*redisURL)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		rev = r
+	} else {
+		if _, err := os.Stat(*dataDir); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+		r, err := chat.NewFileRevocations(revokedTokensPath(*dataDir))
+		if err != nil {
+			return err
+		}
+		rev = r
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := rev.Revoke(ctx, id, until); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "revoked moderator token %s\n", id)
 	return nil
 }
 

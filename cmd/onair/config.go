@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/onairhq/onair/ingest"
+	"github.com/onairhq/onair/internal/clientip"
 )
 
 // Config is every setting of `onair serve`. Each field tagged `key` is settable, in
@@ -54,7 +55,7 @@ type Config struct {
 	HLSSegmentCount    int           `key:"hls-segment-count" help:"segments kept in each playlist"`
 	HLSEndedLinger     time.Duration `key:"hls-ended-linger" help:"how long an ended playlist stays served before answering 404"`
 
-	AdminToken string `key:"admin-token" help:"bearer token for admin API actions and chat moderation; default generated in the data directory"`
+	AdminToken string `key:"admin-token" help:"bearer token for admin API actions (not a chat moderator token); default generated in the data directory"`
 	Secret     string `key:"secret" help:"secret signing moderator tokens; default generated in the data directory"`
 
 	RedisURL           string        `key:"redis-url" help:"Redis URL for multi-node chat (empty: in-memory)"`
@@ -66,7 +67,12 @@ type Config struct {
 	ChatConnsPerIP     int           `key:"chat-conns-per-ip" help:"WebSocket connections allowed per IP address"`
 	ChatWordFilter     string        `key:"chat-word-filter" help:"file of filtered words, one per line"`
 	ChatWordFilterMode string        `key:"chat-word-filter-mode" help:"mask or refuse"`
-	ChatTrustProxy     bool          `key:"chat-trust-proxy" help:"take the client IP from X-Forwarded-For (only behind a trusted proxy)"`
+	ChatAllowedOrigins []string      `key:"chat-allowed-origins" help:"browser origins (scheme://host[:port]) whose pages may open chat, besides pages of the host itself; * allows any (default: public-url's origin)"`
+	ChatRoomTTL        time.Duration `key:"chat-room-ttl" help:"how long a chat room nobody is in keeps its history (in memory or Redis) before it is forgotten"`
+	ChatUpgradesPerIP  int           `key:"chat-upgrades-per-ip" help:"chat connection attempts (WebSocket handshakes) allowed per IP address per minute"`
+	ChatTrustProxy     bool          `key:"chat-trust-proxy" help:"removed: it believed any X-Forwarded-For; list your proxies in trusted-proxies instead"`
+
+	TrustedProxies []string `key:"trusted-proxies" help:"networks of the reverse proxies in front of onair (CIDR or address, comma-separated); only their X-Forwarded-For hops are believed, read from the right"`
 
 	ModerationInterval  time.Duration `key:"moderation-interval" help:"how often a keyframe of each live channel is screened"`
 	ModerationWebhook   string        `key:"moderation-webhook" help:"URL of the screening webhook"`
@@ -116,6 +122,8 @@ func defaultConfig() Config {
 		ChatRateWindow:     5 * time.Second,
 		ChatConnsPerIP:     20,
 		ChatWordFilterMode: "mask",
+		ChatRoomTTL:        10 * time.Minute,
+		ChatUpgradesPerIP:  60,
 
 		ModerationInterval:  2 * time.Second,
 		ModerationDistance:  10,
@@ -293,7 +301,9 @@ func (c *Config) loadYAML(raw []byte, path string) error {
 		}
 		if f.v.Kind() == reflect.Slice {
 			var items []string
-			if err := node.Decode(&items); err != nil {
+			if node.Kind == yaml.ScalarNode {
+				items = []string{node.Value} // "a, b" is split by the setting that needs it
+			} else if err := node.Decode(&items); err != nil {
 				return fmt.Errorf("config file %s: key %q: want a list of strings", path, key)
 			}
 			for _, it := range items {
@@ -395,5 +405,12 @@ func (c *Config) validate() error {
 	if _, _, err := c.channelKeys(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.ChatTrustProxy {
+		bad("chat-trust-proxy", "this setting was removed: it believed an X-Forwarded-For any client can write; list your proxies' networks in trusted-proxies instead")
+	}
+	if _, err := clientip.ParseNetworks(c.TrustedProxies); err != nil {
+		bad("trusted-proxies", "%v", err)
+	}
+	errs = append(errs, chatOptionErrors(*c)...)
 	return errors.Join(errs...)
 }

@@ -40,6 +40,48 @@ func TestLoadConfigPrecedence(t *testing.T) {
 	}
 }
 
+// trusted-proxies and chat-allowed-origins take a comma-separated list in every form.
+func TestLoadConfigChatLists(t *testing.T) {
+	dir := t.TempDir()
+	scalar := filepath.Join(dir, "scalar.yaml")
+	os.WriteFile(scalar, []byte("trusted-proxies: \"10.0.0.0/8, 127.0.0.1\"\n"), 0o644)
+	list := filepath.Join(dir, "list.yaml")
+	os.WriteFile(list, []byte("trusted-proxies: [10.0.0.0/8, 127.0.0.1]\n"), 0o644)
+	for name, c := range map[string]struct {
+		args []string
+		env  map[string]string
+	}{
+		"flag":        {[]string{"--trusted-proxies", "10.0.0.0/8,127.0.0.1"}, nil},
+		"env":         {nil, map[string]string{"ONAIR_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1"}},
+		"yaml scalar": {[]string{"--config", scalar}, nil},
+		"yaml list":   {[]string{"--config", list}, nil},
+	} {
+		cfg, err := loadConfig(flag.NewFlagSet("t", flag.ContinueOnError), c.args, func(k string) string { return c.env[k] })
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		o := chatOptions(cfg)
+		if len(o.TrustedProxies) != 2 || o.TrustedProxies[0].String() != "10.0.0.0/8" || o.TrustedProxies[1].String() != "127.0.0.1/32" {
+			t.Errorf("%s: trusted proxies %v", name, o.TrustedProxies)
+		}
+	}
+	// The chat origin defaults to the public URL's; a list replaces it.
+	cfg, err := loadConfig(flag.NewFlagSet("t", flag.ContinueOnError), []string{"--public-url", "https://tv.example/"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := chatOptions(cfg).AllowedOrigins; len(o) != 1 || o[0] != "https://tv.example" {
+		t.Errorf("default origins %v", o)
+	}
+	cfg, err = loadConfig(flag.NewFlagSet("t", flag.ContinueOnError), []string{"--public-url", "https://tv.example/", "--chat-allowed-origins", "https://a.example,https://b.example"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := chatOptions(cfg).AllowedOrigins; strings.Join(o, " ") != "https://a.example https://b.example" {
+		t.Errorf("origins %v", o)
+	}
+}
+
 func TestLoadConfigListFlagsReplace(t *testing.T) {
 	env := map[string]string{"ONAIR_CHANNEL": "x:xxxxxxxxxx"}
 	cfg, err := loadConfig(flag.NewFlagSet("t", flag.ContinueOnError), []string{"--channel", "a:aaaaaaaaaa", "--channel", "a:cccccccccc"}, func(k string) string { return env[k] })
@@ -83,6 +125,15 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"unknown file key", []string{"--config", write("rtmp-adr: x\n")}, nil, "rtmp-adr"},
 		{"bad file value", []string{"--config", write("hls-segment-count: lots\n")}, nil, "hls-segment-count"},
 		{"failure policy", []string{"--moderation-failure-policy", "maybe"}, nil, "moderation-failure-policy"},
+		{"chat rate zero", []string{"--chat-rate-messages", "0"}, nil, "chat-rate-messages"},
+		{"chat conns negative", []string{"--chat-conns-per-ip", "-1"}, nil, "chat-conns-per-ip"},
+		{"chat history absurd", []string{"--chat-history", "100000000"}, nil, "chat-history"},
+		{"chat window zero", nil, map[string]string{"ONAIR_CHAT_RATE_WINDOW": "0s"}, "chat-rate-window"},
+		{"chat room ttl zero", []string{"--chat-room-ttl", "0s"}, nil, "chat-room-ttl"},
+		{"chat upgrades zero", []string{"--chat-upgrades-per-ip", "0"}, nil, "chat-upgrades-per-ip"},
+		{"chat origin with a path", []string{"--chat-allowed-origins", "https://example.com/watch"}, nil, "chat-allowed-origins"},
+		{"old proxy setting", nil, map[string]string{"ONAIR_CHAT_TRUST_PROXY": "true"}, "trusted-proxies"},
+		{"bad proxy network", []string{"--trusted-proxies", "10.0.0.0/8,proxy.local"}, nil, "trusted-proxies"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -22,7 +22,8 @@ Usage:
   onair serve [flags]                       run every role in one process
   onair version                             print the version
   onair key show [--data-dir DIR]           print the stream key generated at the first start
-  onair token moderator --channel NAME      print a chat moderator token
+  onair token moderator --channel NAME      print a chat moderator token (valid 24 h; --ttl)
+  onair token revoke TOKEN-OR-ID            revoke a moderator token
   onair moderation hash IMAGE...            print perceptual hashes for a blocklist
   onair load publish|watch|input|channels   load-test a server (RTMP publishers, playlist watcher)
 

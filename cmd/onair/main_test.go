@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,5 +66,34 @@ func TestModeratorTokenCommand(t *testing.T) {
 	}
 	if err := chat.VerifyModeratorToken([]byte(st.Secret), "other", tok, time.Now()); err == nil {
 		t.Fatal("token accepted for another channel")
+	}
+	mt, err := chat.ParseModeratorToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(mt.Expires); d > 24*time.Hour || d < 23*time.Hour {
+		t.Fatalf("default lifetime %v, want 24h", d)
+	}
+	if !strings.Contains(errOut.String(), mt.ID) {
+		t.Fatalf("the token id is not shown: %q", errOut.String())
+	}
+	if code := run([]string{"token", "moderator", "--channel", "main", "--data-dir", dir, "--ttl", "8760h"}, &out, &errOut); code == 0 {
+		t.Fatal("a token valid for a year was made")
+	}
+
+	// Revoked by id, into the data directory, where a server without Redis looks.
+	out.Reset()
+	if code := run([]string{"token", "revoke", mt.ID, "--data-dir", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("revoke: exit %d: %s", code, errOut.String())
+	}
+	rev, err := chat.NewFileRevocations(revokedTokensPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := rev.Revoked(context.Background(), mt.ID); err != nil || !r {
+		t.Fatalf("not revoked: %v %v", r, err)
+	}
+	if code := run([]string{"token", "revoke", "not-an-id", "--data-dir", dir}, &out, &errOut); code == 0 {
+		t.Fatal("revoked a malformed id")
 	}
 }
