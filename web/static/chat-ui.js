@@ -11,7 +11,7 @@ const ERROR_TEXT = {
   name_required: "Pick a display name first.",
   bad_name: "That name is not allowed: use 1–24 letters, digits, spaces, _ - or .",
   reserved_name: "That name is reserved; pick another.",
-  bad_token: "The moderator link is invalid or expired; moderator tools are off.",
+  bad_token: "The moderator link is invalid, expired or revoked; moderator tools are off.",
   banned: "You are banned from this chat.",
   forbidden: "Only moderators can do that.",
 };
