@@ -245,3 +245,24 @@ func TestLaggingReaderGetsEverythingInOrder(t *testing.T) {
 		t.Fatal("no frame went through the writer's queue; the test did not lag")
 	}
 }
+
+// A connection whose writer goroutine last wrote (a ping) longer than WriteTimeout ago still
+// gets the room's frames. The writer's deadline used to stay set: once expired, every direct
+// write from the fan-out failed with a timeout and the viewer was cut off without a close
+// frame, 10 to 30 s after each ping (found by FuzzClientFrame on a long-lived connection).
+func TestConnectionOutlivesItsWriteDeadline(t *testing.T) {
+	o := testOptions()
+	o.PingInterval, o.PongWait, o.WriteTimeout = 100*time.Millisecond, 2*time.Second, 20*time.Millisecond
+	n := startNode(t, o)
+	room := uniqueRoom(t)
+	c, _ := join(t, n, room, "10.9.9.1", "alice")
+	for i := range 5 {
+		time.Sleep(250 * time.Millisecond) // a ping was written, and its deadline passed
+		text := fmt.Sprint("after a ping ", i)
+		if err := n.srv.Announce(room, SystemNotice, text, ""); err != nil {
+			t.Fatal(err)
+		}
+		for c.next("system")["text"] != text {
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -115,6 +116,7 @@ func (c *Client) deliver(frame []byte, track *atomic.Int64) {
 	case err != nil:
 		c.goneLocked()
 		c.mu.Unlock()
+		c.s.log.Debug("chat: connection write failed", "user", c.id, "err", err)
 		c.nc.Close() // the reader sees it and cleans up
 		return
 	case n < len(frame) && c.closeCode >= 0: // (a gone connection's writer is no more)
@@ -146,6 +148,11 @@ func (c *Client) tryWrite(b []byte) (int, error) {
 		n, werr = syscall.Write(int(fd), b)
 		return true // never wait for writability here: that is the writer's job
 	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// A deadline the writer or a close left behind: let the writer, which sets its
+		// own, take this frame.
+		return 0, nil
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -285,6 +292,7 @@ func (c *Client) writeLoop() {
 			}
 			c.nc.SetWriteDeadline(time.Now().Add(timeout))
 			if _, err := c.nc.Write(it.data); err != nil {
+				c.s.log.Debug("chat: connection write failed", "room", c.room.name, "user", c.id, "err", err)
 				return // maybe mid-frame: no close frame can follow
 			}
 			c.mu.Lock()
@@ -297,6 +305,10 @@ func (c *Client) writeLoop() {
 		}
 		c.mu.Lock()
 		c.busy = false
+		if c.closeCode == 0 {
+			// An expired deadline would fail the fan-out's next direct write to the socket.
+			c.nc.SetWriteDeadline(time.Time{})
+		}
 		more := len(c.queue) > 0 || c.closeCode != 0
 		c.mu.Unlock()
 		if more {
@@ -401,11 +413,13 @@ func (c *Client) readLoop() {
 	for {
 		typ, r, err := c.conn.NextReader()
 		if err != nil {
+			c.s.log.Debug("chat: connection read ended", "room", c.room.name, "user", c.id, "err", err)
 			return
 		}
 		// Read at most one byte past the limit: a huge frame is never buffered.
 		data, err := io.ReadAll(io.LimitReader(r, o.ReadLimit+1))
 		if err != nil {
+			c.s.log.Debug("chat: connection read ended", "room", c.room.name, "user", c.id, "err", err)
 			return
 		}
 		if int64(len(data)) > o.ReadLimit {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode"
@@ -56,7 +58,11 @@ func FuzzClientFrame(f *testing.F) {
 	o.FilterWords = []string{"darn"}
 	o.ConnsPerIP = 1000
 	o.UpgradesPerMinute = 1000000
+	var logs syncBuffer
+	o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	n := startNode(f, o)
+	var recent []string // the frames sent on the current connection, newest last
+	var first string    // the first failure's report
 	const room = "fuzz"
 	nonce := newID("fz")
 	var c *tclient
@@ -77,6 +83,7 @@ func FuzzClientFrame(f *testing.F) {
 		c.write(map[string]any{"type": "join", "name": "fuzzer", "token": SignModeratorToken(o.Secret, room, time.Hour)})
 		uid = c.next("joined")["you"].(map[string]any)["id"].(string)
 		named = false
+		recent = recent[:0]
 		return c
 	}
 	f.Cleanup(func() {
@@ -99,6 +106,9 @@ func FuzzClientFrame(f *testing.F) {
 		frame = bytes.ReplaceAll(frame, []byte("$SELF"), []byte(uid))
 		tooBig := int64(len(frame)) > o.ReadLimit
 		named = named || bytes.Contains(frame, []byte(uid))
+		if recent = append(recent, string(frame)); len(recent) > 20 {
+			recent = recent[1:]
+		}
 		ended := func(err error) {
 			if !errors.Is(err, errClosedByServer) {
 				// A failed write: what the server said is in the reader's error.
@@ -126,7 +136,12 @@ func FuzzClientFrame(f *testing.F) {
 				// after the next ping's answer, and the close frame may be lost to a reset
 				// when the server closes with our next frames unread.
 			default:
-				t.Fatalf("connection ended after %q: %v", frame, err)
+				// Minimizing replays inputs on this state: report what the first failure saw.
+				if first == "" {
+					first = fmt.Sprintf("connection ended after %q: %v\nframes on it: %q\nserver log: %s",
+						frame, err, recent, logs.tail(3000))
+				}
+				t.Fatal(first)
 			}
 			c.conn.Close()
 			c = nil // the next input gets a fresh connection
@@ -164,6 +179,28 @@ func FuzzClientFrame(f *testing.F) {
 
 var errClosedByServer = errors.New("connection ended")
 
+// syncBuffer keeps the last bytes written to it, for the server's log.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > 64<<10 {
+		b.buf = append(b.buf[:0], b.buf[len(b.buf)-32<<10:]...)
+	}
+	return len(p), nil
+}
+
+func (b *syncBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf[max(0, len(b.buf)-n):])
+}
+
 // checkServerLine checks one server → client object against the protocol's promises.
 func checkServerLine(t *testing.T, m map[string]any, o Options) {
 	t.Helper()
@@ -175,7 +212,7 @@ func checkServerLine(t *testing.T, m map[string]any, o Options) {
 		text, _ := m["text"].(string)
 		n := utf8.RuneCountInString(text)
 		if !utf8.ValidString(text) || n == 0 || n > o.MaxMessageLen ||
-			strings.TrimFunc(text, unicode.IsSpace) != text || strings.Contains(strings.ToLower(text), "darn") {
+			strings.TrimFunc(text, unicode.IsSpace) != text || hasWord(text, "darn") {
 			t.Fatalf("message accepted against the rules: %q", text)
 		}
 		u, _ := m["user"].(map[string]any)
@@ -198,4 +235,14 @@ func checkServerLine(t *testing.T, m map[string]any, o Options) {
 	default:
 		t.Fatalf("unknown line type: %v", m)
 	}
+}
+
+// hasWord reports whether word occurs in text as a whole word, case-insensitively.
+func hasWord(text, word string) bool {
+	for _, w := range strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+		if strings.EqualFold(w, word) {
+			return true
+		}
+	}
+	return false
 }

@@ -24,7 +24,7 @@ import (
 //	onair:chat:{room}:seq        sequence counter      onair:chat:{room}:epoch  sequence epoch
 //	onair:chat:{room}:hist       capped history list   onair:chat:{room}:pres   node → "count expiry_ms"
 //	onair:chat:{room}:r:u:{uid}  restriction of a user onair:chat:{room}:r:i:{ip} restriction of an IP tag
-//	onair:chat:revoked:{id}      a revoked moderator token, until it would have expired
+//	onair:chat:revoked:ID        a revoked moderator token (ID: its id), until it would have expired
 //	channel onair:chat:{room}    events, "epoch seq payload"
 //
 // seq, epoch and hist expire RoomTTL after the room's last event or the last presence report

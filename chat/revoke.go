@@ -157,7 +157,7 @@ func (f *FileRevocations) Revoked(ctx context.Context, id string) (bool, error) 
 }
 
 // RedisRevocations keeps revocations in Redis, shared by every chat node: one key per
-// revoked id, expiring with the token (onair:chat:revoked:{id}).
+// revoked id, expiring with the token (onair:chat:revoked:ID).
 type RedisRevocations struct {
 	rdb *redis.Client
 }
