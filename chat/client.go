@@ -116,7 +116,7 @@ func (c *Client) deliver(frame []byte, track *atomic.Int64) {
 	case err != nil:
 		c.goneLocked()
 		c.mu.Unlock()
-		c.s.log.Debug("chat: connection write failed", "user", c.id, "err", err)
+		c.ended("write", err)
 		c.nc.Close() // the reader sees it and cleans up
 		return
 	case n < len(frame) && c.closeCode >= 0: // (a gone connection's writer is no more)
@@ -292,7 +292,7 @@ func (c *Client) writeLoop() {
 			}
 			c.nc.SetWriteDeadline(time.Now().Add(timeout))
 			if _, err := c.nc.Write(it.data); err != nil {
-				c.s.log.Debug("chat: connection write failed", "room", c.room.name, "user", c.id, "err", err)
+				c.ended("write", err)
 				return // maybe mid-frame: no close frame can follow
 			}
 			c.mu.Lock()
@@ -385,6 +385,14 @@ func (c *Client) serve(channel, name string) {
 	c.readLoop()
 }
 
+// ended logs, at debug level, why the connection's reading or writing stopped. (A method of
+// its own keeps the log call's arguments out of the long-lived reader's and writer's frames.)
+//
+//go:noinline
+func (c *Client) ended(what string, err error) {
+	c.s.log.Debug("chat: connection "+what+" ended", "user", c.id, "err", err)
+}
+
 func (c *Client) send(line []byte) { c.deliver(encodeFrame(websocket.TextMessage, line), nil) }
 
 func (c *Client) fail(code, msg, ref string, retry time.Duration) {
@@ -413,13 +421,13 @@ func (c *Client) readLoop() {
 	for {
 		typ, r, err := c.conn.NextReader()
 		if err != nil {
-			c.s.log.Debug("chat: connection read ended", "room", c.room.name, "user", c.id, "err", err)
+			c.ended("read", err)
 			return
 		}
 		// Read at most one byte past the limit: a huge frame is never buffered.
 		data, err := io.ReadAll(io.LimitReader(r, o.ReadLimit+1))
 		if err != nil {
-			c.s.log.Debug("chat: connection read ended", "room", c.room.name, "user", c.id, "err", err)
+			c.ended("read", err)
 			return
 		}
 		if int64(len(data)) > o.ReadLimit {
