@@ -35,7 +35,7 @@ func (s *Server) Health() Health {
 	case errors.Is(err, ErrBusClosed):
 		return Health{State: HealthDown, Reason: "chat bus closed"}
 	default:
-		return Health{State: HealthDegraded, Reason: "chat bus: " + err.Error() + "; serving this node's viewers only"}
+		return Health{State: HealthDegraded, Reason: "chat bus: " + err.Error()} // local rooms still work
 	}
 }
 
