@@ -54,7 +54,7 @@ func (c *chatConn) next(typ string) map[string]any {
 // allow-list, trusted proxies, moderator tokens that are not the admin token and that can be
 // revoked by the token command.
 func TestChatHardeningWired(t *testing.T) {
-	const admin, secret = "e2e-admin-token", "e2e-secret"
+	const admin, secret = "e2e-chat-admin-token", "e2e-chat-secret-0123"
 	s := StartServer(t, "--admin-token", admin, "--secret", secret, "--trusted-proxies", "127.0.0.1",
 		"--chat-conns-per-ip", "2", "--public-url", "https://tv.example")
 
