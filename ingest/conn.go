@@ -16,26 +16,46 @@ import (
 
 type ioRWC = io.ReadWriteCloser
 
-// conn is an accepted RTMP connection: it enforces an idle deadline on reads,
-// counts bytes, and remembers why it was closed.
+// conn is an accepted RTMP connection as go-rtmp reads it: it passes the bytes
+// through the chunk guard, holds a pre-publish connection to an absolute
+// deadline, enforces an idle deadline on reads, and remembers why it was closed.
 type conn struct {
 	nc      net.Conn
 	hub     *Hub
+	guard   *chunkGuard
 	tracked bool   // counted in hub.conns / connWG
-	ip      string // remote IP, counted in hub.connsBy while tracked
+	ip      string // remote IP
+	key     string // remote IP, or its /64; counted in hub.connsBy while tracked
 
-	idle      atomic.Int64 // current idle timeout (ns)
-	deadline  time.Time    // last read deadline set; touched by the reader goroutine only
-	closeOnce sync.Once
+	// Touched by the reader goroutine only.
+	publishBy time.Time // accept + publish timeout; zero once a publish succeeded
+	deadline  time.Time // last read deadline set
+
+	idle       atomic.Int64 // current idle timeout (ns)
+	prePublish atomic.Bool  // counted in the pre-publish gauge
+	closeOnce  sync.Once
 
 	mu     sync.Mutex
 	reason string // why we closed it, if we did
 }
 
 func newConn(nc net.Conn, h *Hub) *conn {
-	c := &conn{nc: nc, hub: h}
+	c := &conn{nc: nc, hub: h, guard: newChunkGuard(), ip: remoteIP(nc)}
+	c.key = addrKey(c.ip)
+	c.publishBy = time.Now().Add(h.opts.PublishTimeout)
 	c.idle.Store(int64(idleBeforePublish))
 	return c
+}
+
+// published lifts the pre-publish limits once a publish succeeded: the publish
+// deadline, the small buffering budget. Called on the reader goroutine.
+func (c *conn) published() {
+	c.publishBy = time.Time{}
+	c.guard.published = true
+	c.setIdle(idleWhilePublish)
+	if c.prePublish.CompareAndSwap(true, false) {
+		c.hub.stats.prePublish.Add(-1)
+	}
 }
 
 // setIdle changes how long a read may wait for data before the connection is dropped.
@@ -44,19 +64,67 @@ func (c *conn) setIdle(d time.Duration) {
 	c.deadline = time.Time{} // re-arm on the next read
 }
 
+// Read reads what go-rtmp may see of the connection: the chunk guard checks
+// (and may rewrite) every byte after the handshake first.
 func (c *conn) Read(p []byte) (int, error) {
-	// Moving the deadline at most every 500 ms keeps the syscall off the hot path.
-	now := time.Now()
-	idle := time.Duration(c.idle.Load())
-	if c.deadline.IsZero() || c.deadline.Sub(now) < idle-500*time.Millisecond {
-		c.deadline = now.Add(idle)
-		_ = c.nc.SetReadDeadline(c.deadline)
+	for {
+		k := 0
+		if h := c.guard.pending(); len(h) > 0 {
+			if len(p) < len(h) {
+				return 0, io.ErrShortBuffer // go-rtmp reads through a large bufio.Reader: never happens
+			}
+			k = copy(p, h)
+		}
+		c.armDeadline()
+		n, err := c.nc.Read(p[k:])
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			c.timedOut()
+		}
+		m, gerr := c.guard.filter(p[:k+n])
+		if gerr != nil {
+			c.refuse(gerr)
+			return 0, gerr
+		}
+		if m > 0 || err != nil {
+			return m, err
+		}
 	}
-	n, err := c.nc.Read(p)
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		c.setReason("no data for " + idle.String())
+}
+
+// armDeadline moves the read deadline: idle time from now, but never past the
+// publish deadline. Moving it at most every 500 ms keeps the syscall off the hot path.
+func (c *conn) armDeadline() {
+	target := time.Now().Add(time.Duration(c.idle.Load()))
+	if !c.publishBy.IsZero() && target.After(c.publishBy) {
+		target = c.publishBy
 	}
-	return n, err
+	if c.deadline.IsZero() || target.Sub(c.deadline) > 500*time.Millisecond {
+		c.deadline = target
+		_ = c.nc.SetReadDeadline(target)
+	}
+}
+
+func (c *conn) timedOut() {
+	if !c.publishBy.IsZero() && !time.Now().Before(c.publishBy) {
+		c.hub.stats.refuse("publish_timeout")
+		c.hub.refusals.warn("publish_timeout", "rtmp connection closed: no publish in time",
+			"remote", c.ip, "limit", c.hub.opts.PublishTimeout)
+		c.setReason("no publish within " + c.hub.opts.PublishTimeout.String())
+		return
+	}
+	c.setReason("no data for " + time.Duration(c.idle.Load()).String())
+}
+
+// refuse closes the connection for a chunk stream the guard refused.
+func (c *conn) refuse(err error) {
+	v, ok := err.(*violation)
+	if !ok {
+		v = &violation{reason: violChunkHeader, detail: err.Error()}
+	}
+	c.hub.stats.violation(v.reason)
+	c.hub.refusals.warn("violation_"+v.reason, "rtmp connection refused: "+v.detail,
+		"remote", c.ip, "reason", v.reason, "published", c.guard.published)
+	c.kill("protocol violation: " + v.detail)
 }
 
 func (c *conn) Write(p []byte) (int, error) {

@@ -27,13 +27,20 @@ const (
 	DefaultGrace      = 15 * time.Second
 	DefaultQueueSize  = 1024
 	DefaultConnsPerIP = 32
+	// DefaultMaxConns bounds all RTMP connections, publishing or not.
+	DefaultMaxConns = 1000
+	// DefaultPublishTimeout is how long a connection may take from accept to a successful publish.
+	DefaultPublishTimeout = 10 * time.Second
+	// DefaultAuthFailures is how many refused keys an address may send before it is slowed down.
+	DefaultAuthFailures = 5
+	// DefaultAuthBackoffMax is the longest an address is locked out after refused keys.
+	DefaultAuthBackoffMax = 5 * time.Minute
 )
 
 // Connection limits.
 const (
 	idleBeforePublish = 10 * time.Second
 	idleWhilePublish  = 30 * time.Second
-	maxMessageSize    = 8 << 20 // largest RTMP message (one coded frame) we accept
 	readBufferSize    = 64 << 10
 	webhookTimeout    = 3 * time.Second
 )
@@ -63,10 +70,22 @@ type Options struct {
 	AuthWebhook string
 	// QueueSize bounds each consumer's Feed (default 1024 units).
 	QueueSize int
-	// ConnsPerIP bounds simultaneous RTMP connections from one IP address, so a
-	// connection flood cannot starve the publishers (default 32; negative: no limit).
+	// ConnsPerIP bounds simultaneous RTMP connections from one IP address (an
+	// IPv6 address counts with its whole /64), so a connection flood cannot
+	// starve the publishers (default 32; negative: no limit).
 	ConnsPerIP int
-	Logger     *slog.Logger
+	// MaxConns bounds all simultaneous RTMP connections (default 1000; negative: no limit).
+	MaxConns int
+	// PublishTimeout is how long a connection may take from accept to a
+	// successful publish, however it trickles its bytes (default 10 s).
+	PublishTimeout time.Duration
+	// AuthFailures is how many refused stream keys one address (IPv4, or IPv6
+	// /64) may send before each further refusal locks it out, for 1 s, then
+	// twice as long each time, up to AuthBackoffMax (default 5; negative: never).
+	AuthFailures int
+	// AuthBackoffMax is the longest such lockout (default 5 min).
+	AuthBackoffMax time.Duration
+	Logger         *slog.Logger
 }
 
 // Hub is the channel registry and RTMP ingest server: it accepts publishers,
@@ -82,10 +101,13 @@ type Hub struct {
 	ctx    context.Context // lifetime of consumer goroutines
 	cancel context.CancelFunc
 
+	refusals logSampler   // refusal log lines, sampled
+	backoff  *authBackoff // lockouts after refused keys; nil if disabled
+
 	mu       sync.Mutex
 	channels map[string]*channel
 	conns    map[*conn]struct{}
-	connsBy  map[string]int // open connections per remote IP
+	connsBy  map[string]int // open connections per remote address (IPv4, or IPv6 /64)
 	shutdown bool
 
 	consumerWG sync.WaitGroup
@@ -133,6 +155,18 @@ func NewHub(opts Options) (*Hub, error) {
 	if opts.ConnsPerIP == 0 {
 		opts.ConnsPerIP = DefaultConnsPerIP
 	}
+	if opts.MaxConns == 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = DefaultPublishTimeout
+	}
+	if opts.AuthFailures == 0 {
+		opts.AuthFailures = DefaultAuthFailures
+	}
+	if opts.AuthBackoffMax <= 0 {
+		opts.AuthBackoffMax = DefaultAuthBackoffMax
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -145,9 +179,14 @@ func NewHub(opts Options) (*Hub, error) {
 		connsBy:  make(map[string]int),
 	}
 	h.rtmpLog = newRTMPLogger(h.log)
+	h.refusals.log = h.log
+	if opts.AuthFailures > 0 {
+		h.backoff = newAuthBackoff(opts.AuthFailures, opts.AuthBackoffMax)
+	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.events.hub = h
 	h.stats.refused = make(map[string]uint64)
+	h.stats.violations = make(map[string]uint64)
 	for _, cc := range opts.Channels {
 		if !ValidChannelName(cc.Name) {
 			return nil, fmt.Errorf("channel name %q: must match [a-z0-9_-]{1,64}", cc.Name)
@@ -242,27 +281,24 @@ func (l *listener) Accept() (net.Conn, error) {
 	return c, nil
 }
 
-// onConnect wraps each accepted connection and gives go-rtmp our handler and limits.
-func (h *Hub) onConnect(nc net.Conn) (ioRWC, *rtmp.ConnConfig) {
+// onConnect wraps each accepted connection and gives go-rtmp our handler and
+// limits. Connections over a limit are closed at once: go-rtmp's handshake
+// then fails on them without reading anything.
+func (h *Hub) onConnect(nc net.Conn) (rwc ioRWC, cfg *rtmp.ConnConfig) {
+	defer func() {
+		// go-rtmp calls this on its connection goroutine, outside any recover.
+		if r := recover(); r != nil {
+			h.log.Error("rtmp accept panicked", "remote", nc.RemoteAddr().String(), "panic", r)
+			nc.Close()
+			rwc, cfg = nc, &rtmp.ConnConfig{Logger: h.rtmpLog}
+		}
+	}()
 	c := newConn(nc, h)
 	s := newSession(h, c)
-	ip := remoteIP(nc)
-	h.mu.Lock()
-	switch {
-	case h.shutdown:
-		h.mu.Unlock()
+	if reason, msg, args := h.admit(c); reason != "" {
+		h.stats.refuse(reason)
+		h.refusals.warn(reason, msg, append([]any{"remote", c.ip}, args...)...)
 		nc.Close()
-	case h.opts.ConnsPerIP > 0 && h.connsBy[ip] >= h.opts.ConnsPerIP:
-		h.mu.Unlock()
-		h.stats.refuse("too_many_connections")
-		h.log.Warn("rtmp connection refused: too many from one address", "remote", ip, "limit", h.opts.ConnsPerIP)
-		nc.Close()
-	default:
-		h.conns[c] = struct{}{}
-		h.connsBy[ip]++
-		h.connWG.Add(1)
-		c.tracked, c.ip = true, ip
-		h.mu.Unlock()
 	}
 	return c, &rtmp.ConnConfig{
 		Handler: s,
@@ -271,20 +307,53 @@ func (h *Hub) onConnect(nc net.Conn) (ioRWC, *rtmp.ConnConfig) {
 		ReaderBufferSize: readBufferSize,
 		ControlState: rtmp.StreamControlStateConfig{
 			DefaultBandwidthWindowSize: 6 * 1024 * 1024 / 8,
-			MaxMessageSize:             maxMessageSize,
-			MaxMessageStreams:          4,
+			// The chunk guard enforces these before go-rtmp reads anything;
+			// go-rtmp's own checks stay as a second line.
+			MaxChunkSize:      MaxPeerChunkSize,
+			MaxChunkStreams:   MaxChunkStreams,
+			MaxMessageSize:    MaxMessageSize,
+			MaxMessageStreams: 4,
 		},
 		Logger: h.rtmpLog,
 	}
 }
 
+// admit counts c in, or says why it is refused (a metric label, a log message and its attributes).
+func (h *Hub) admit(c *conn) (reason, msg string, args []any) {
+	if left, locked := h.backoff.locked(c.key, time.Now()); locked {
+		return "auth_backoff", "rtmp connection refused: too many refused stream keys from this address",
+			[]any{"retry_in", left.Round(time.Second)}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.shutdown:
+		return "shutdown", "rtmp connection refused: shutting down", nil
+	case h.opts.MaxConns > 0 && len(h.conns) >= h.opts.MaxConns:
+		return "server_full", "rtmp connection refused: connection limit reached", []any{"limit", h.opts.MaxConns}
+	case h.opts.ConnsPerIP > 0 && h.connsBy[c.key] >= h.opts.ConnsPerIP:
+		return "too_many_connections", "rtmp connection refused: too many from one address",
+			[]any{"address", c.key, "limit", h.opts.ConnsPerIP}
+	}
+	h.conns[c] = struct{}{}
+	h.connsBy[c.key]++
+	h.connWG.Add(1)
+	c.tracked = true
+	c.prePublish.Store(true)
+	h.stats.prePublish.Add(1)
+	return "", "", nil
+}
+
 func (h *Hub) connClosed(c *conn) {
+	if c.prePublish.CompareAndSwap(true, false) {
+		h.stats.prePublish.Add(-1)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if c.tracked {
 		delete(h.conns, c)
-		if h.connsBy[c.ip]--; h.connsBy[c.ip] <= 0 {
-			delete(h.connsBy, c.ip)
+		if h.connsBy[c.key]--; h.connsBy[c.key] <= 0 {
+			delete(h.connsBy, c.key)
 		}
 		h.connWG.Done()
 	}
@@ -382,7 +451,8 @@ func (h *Hub) authorize(ctx context.Context, app, wantChannel, key, remote strin
 	if h.opts.AuthWebhook != "" {
 		name, err := h.callAuthWebhook(ctx, app, wantChannel, key, remote)
 		if err != nil {
-			return nil, &refusal{reason: "webhook", code: codeUnauthorized, desc: "publish refused by the auth service", logErr: err}
+			return nil, &refusal{reason: "webhook", code: codeUnauthorized, desc: "publish refused by the auth service", logErr: err,
+				badKey: errors.Is(err, errAuthRefused)}
 		}
 		if name == "" {
 			name = wantChannel
@@ -404,7 +474,7 @@ func (h *Hub) authorize(ctx context.Context, app, wantChannel, key, remote strin
 	}
 	name := h.channelForKey(key)
 	if name == "" || (wantChannel != "" && wantChannel != name) {
-		return nil, &refusal{reason: "bad_key", code: codeUnauthorized, desc: "invalid stream key"}
+		return nil, &refusal{reason: "bad_key", code: codeUnauthorized, desc: "invalid stream key", badKey: true}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -745,11 +815,12 @@ func (e *eventQueue) run() {
 
 func (e *eventQueue) wait() { e.wg.Wait() }
 
-// remoteIP is the connection's remote address without the port.
-func remoteIP(nc net.Conn) string {
-	addr := nc.RemoteAddr().String()
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
+// lockedOut refuses a publish from an address locked out after refused keys.
+func (h *Hub) lockedOut(key string) *refusal {
+	left, locked := h.backoff.locked(key, time.Now())
+	if !locked {
+		return nil
 	}
-	return addr
+	return &refusal{reason: "auth_backoff", code: codeUnauthorized,
+		desc: fmt.Sprintf("too many refused stream keys from this address: retry in %s", left.Round(time.Second))}
 }

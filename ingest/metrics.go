@@ -17,16 +17,24 @@ type stats struct {
 	broadcasts atomic.Uint64 // broadcasts started
 	dropped    atomic.Uint64 // units dropped by feeds of ended broadcasts
 	badTags    atomic.Uint64 // malformed tags dropped
+	prePublish atomic.Int64  // connections accepted that have not published yet
 
-	mu      sync.Mutex
-	refused map[string]uint64
-	endedBy map[EndReason]uint64
+	mu         sync.Mutex
+	refused    map[string]uint64
+	violations map[string]uint64
+	endedBy    map[EndReason]uint64
 }
 
 func (s *stats) refuse(reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.refused[reason]++
+}
+
+func (s *stats) violation(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.violations[reason]++
 }
 
 func (s *stats) ended(r EndReason) {
@@ -41,6 +49,7 @@ func (s *stats) ended(r EndReason) {
 // WriteMetrics writes the hub's counters in the Prometheus text exposition format.
 func (h *Hub) WriteMetrics(w io.Writer) error {
 	h.mu.Lock()
+	conns := len(h.conns)
 	live := 0
 	dropped := h.stats.dropped.Load()
 	for _, ch := range h.channels {
@@ -55,6 +64,7 @@ func (h *Hub) WriteMetrics(w io.Writer) error {
 
 	h.stats.mu.Lock()
 	refused := maps.Clone(h.stats.refused)
+	violations := maps.Clone(h.stats.violations)
 	ended := make(map[string]uint64, len(h.stats.endedBy))
 	for k, v := range h.stats.endedBy {
 		ended[string(k)] = v
@@ -63,11 +73,14 @@ func (h *Hub) WriteMetrics(w io.Writer) error {
 
 	p := promtext.NewWriter(w)
 	p.Gauge("onair_ingest_active_publishers", "RTMP publishers currently publishing.", h.stats.publishers.Load())
+	p.Gauge("onair_ingest_rtmp_connections", "RTMP connections open.", conns)
+	p.Gauge("onair_ingest_prepublish_connections", "RTMP connections open that have not published yet.", h.stats.prePublish.Load())
 	p.Gauge("onair_ingest_live_broadcasts", "Broadcasts currently open (including those in their grace period).", live)
 	p.Counter("onair_ingest_broadcasts_started_total", "Broadcasts started.", h.stats.broadcasts.Load())
 	promtext.ByLabel(p, "onair_ingest_broadcasts_ended_total", "counter", "Broadcasts ended, by reason.", "reason", ended)
 	p.Counter("onair_ingest_received_bytes_total", "Media bytes received from publishers.", h.stats.bytes.Load())
 	promtext.ByLabel(p, "onair_ingest_refused_publishes_total", "counter", "Refused connections and publishes, by reason.", "reason", refused)
+	promtext.ByLabel(p, "onair_ingest_protocol_violations_total", "counter", "RTMP connections closed for breaking the chunk stream's rules or limits, by reason.", "reason", violations)
 	p.Counter("onair_ingest_dropped_units_total", "Access units dropped because a consumer fell behind.", dropped)
 	p.Counter("onair_ingest_malformed_tags_total", "Malformed audio/video tags dropped.", h.stats.badTags.Load())
 	return p.Err()

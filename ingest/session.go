@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	amf0 "github.com/yutopp/go-amf0"
 	rtmp "github.com/yutopp/go-rtmp"
 	"github.com/yutopp/go-rtmp/message"
 )
@@ -36,6 +36,7 @@ type refusal struct {
 	code   string // RTMP status code
 	desc   string // RTMP status description, shown by clients
 	logErr error  // detail for the log only
+	badKey bool   // the key itself was refused: counts towards the address's lockout
 }
 
 type sessionState int
@@ -113,11 +114,30 @@ func (s *session) kick(reason string) {
 	s.c.kill(reason)
 }
 
+// contain turns a panic in onair's handling of one message into an error that
+// ends this connection only. go-rtmp recovers panics in its message loop too,
+// but would only say so at debug level.
+func (s *session) contain(what string, err *error) {
+	if r := recover(); r != nil {
+		s.hub.log.Error("rtmp handler panicked", s.logAttrs("in", what, "panic", r, "stack", string(debug.Stack()))...)
+		s.c.setReason("internal error in " + what)
+		*err = fmt.Errorf("%s panicked: %v", what, r)
+	}
+}
+
 // OnServe is called when the RTMP handshake is done.
 func (s *session) OnServe(c *rtmp.Conn) { s.rc = c }
 
+// OnPlay refuses playback: viewers watch over HLS.
+func (s *session) OnPlay(*rtmp.StreamContext, uint32, *message.NetStreamPlay) error {
+	s.hub.stats.refuse("play")
+	s.hub.refusals.warn("play", "rtmp play refused: onair serves viewers over HLS", s.logAttrs()...)
+	return errors.New("playback is over HLS, not RTMP")
+}
+
 // OnConnect checks the application name.
-func (s *session) OnConnect(_ uint32, cmd *message.NetConnectionConnect) error {
+func (s *session) OnConnect(_ uint32, cmd *message.NetConnectionConnect) (err error) {
+	defer s.contain("connect", &err)
 	app := cmd.Command.App
 	if i := strings.IndexByte(app, '?'); i >= 0 {
 		app = app[:i]
@@ -126,7 +146,7 @@ func (s *session) OnConnect(_ uint32, cmd *message.NetConnectionConnect) error {
 	s.app = app
 	if app != s.hub.opts.App {
 		s.hub.stats.refuse("unknown_app")
-		s.hub.log.Warn("rtmp connect refused: unknown app", s.logAttrs("app", app)...)
+		s.hub.refusals.warn("unknown_app", "rtmp connect refused: unknown app", s.logAttrs("app", app)...)
 		s.sendConnectError(fmt.Sprintf("unknown application %q", app))
 		return fmt.Errorf("unknown app %q", app)
 	}
@@ -134,7 +154,8 @@ func (s *session) OnConnect(_ uint32, cmd *message.NetConnectionConnect) error {
 }
 
 // OnPublish authenticates the stream key and claims the channel.
-func (s *session) OnPublish(sctx *rtmp.StreamContext, _ uint32, cmd *message.NetStreamPublish) error {
+func (s *session) OnPublish(sctx *rtmp.StreamContext, _ uint32, cmd *message.NetStreamPublish) (err error) {
+	defer s.contain("publish", &err)
 	if s.state != stateConnected {
 		return errors.New("publish twice on one connection")
 	}
@@ -151,7 +172,18 @@ func (s *session) OnPublish(sctx *rtmp.StreamContext, _ uint32, cmd *message.Net
 		}
 	}
 	s.keyHash = keyHash(key)
-	ch, ref := s.hub.authorize(s.hub.ctx, s.app, want, key, s.remote)
+	var ch *channel
+	ref := s.hub.lockedOut(s.c.key)
+	if ref == nil {
+		ch, ref = s.hub.authorize(s.hub.ctx, s.app, want, key, s.remote)
+		if ref != nil && ref.badKey {
+			if lock := s.hub.backoff.failed(s.c.key, time.Now()); lock > 0 {
+				ref.desc += fmt.Sprintf("; too many refused keys from this address: retry in %s", lock)
+			}
+		} else if ref == nil {
+			s.hub.backoff.succeeded(s.c.key)
+		}
+	}
 	if ref == nil {
 		s.ch = ch
 		ref = s.hub.claim(ch, s)
@@ -162,7 +194,7 @@ func (s *session) OnPublish(sctx *rtmp.StreamContext, _ uint32, cmd *message.Net
 		if ref.logErr != nil {
 			attrs = append(attrs, "err", ref.logErr)
 		}
-		s.hub.log.Warn("rtmp publish refused", attrs...)
+		s.hub.refusals.warn(ref.reason, "rtmp publish refused", attrs...)
 		s.sendStatus(ref.code, "error", ref.desc)
 		s.state = stateStopped
 		s.c.setReason("publish refused: " + ref.reason)
@@ -170,14 +202,15 @@ func (s *session) OnPublish(sctx *rtmp.StreamContext, _ uint32, cmd *message.Net
 	}
 	s.state = stateDeciding
 	s.started = time.Now()
-	s.c.setIdle(idleWhilePublish)
+	s.c.published()
 	s.hub.stats.publishers.Add(1)
 	s.hub.log.Info("publisher connected", s.logAttrs("key_hash", s.keyHash)...)
 	return nil
 }
 
 // OnSetDataFrame reads onMetaData's codec hints.
-func (s *session) OnSetDataFrame(_ uint32, data *message.NetStreamSetDataFrame) error {
+func (s *session) OnSetDataFrame(_ uint32, data *message.NetStreamSetDataFrame) (err error) {
+	defer s.contain("onMetaData", &err)
 	if s.state != stateDeciding {
 		return nil
 	}
@@ -188,51 +221,16 @@ func (s *session) OnSetDataFrame(_ uint32, data *message.NetStreamSetDataFrame) 
 	return nil
 }
 
-// parseMetadataHints decodes "onMetaData", {…} and reports whether it announces video and audio.
-func parseMetadataHints(payload []byte) (video, audio, ok bool) {
-	defer func() {
-		if recover() != nil {
-			ok = false
-		}
-	}()
-	dec := amf0.NewDecoder(bytes.NewReader(payload))
-	var name string
-	if err := dec.Decode(&name); err != nil || name != "onMetaData" {
-		return false, false, false
-	}
-	var obj any
-	if err := dec.Decode(&obj); err != nil {
-		return false, false, false
-	}
-	var m map[string]any
-	switch o := obj.(type) {
-	case map[string]any:
-		m = o
-	case amf0.ECMAArray:
-		m = o
-	default:
-		return false, false, false
-	}
-	present := func(k string) bool {
-		switch v := m[k].(type) {
-		case float64:
-			return v != 0
-		case string:
-			return v != ""
-		}
-		return false
-	}
-	return present("videocodecid"), present("audiocodecid"), true
-}
-
 // OnFCUnpublish, OnDeleteStream and closeStream are a clean stop.
-func (s *session) OnFCUnpublish(uint32, *message.NetStreamFCUnpublish) error {
+func (s *session) OnFCUnpublish(uint32, *message.NetStreamFCUnpublish) (err error) {
+	defer s.contain("FCUnpublish", &err)
 	s.stop("FCUnpublish")
 	return nil
 }
 
 // OnDeleteStream ends the publish if it deletes the publishing stream.
-func (s *session) OnDeleteStream(_ uint32, cmd *message.NetStreamDeleteStream) error {
+func (s *session) OnDeleteStream(_ uint32, cmd *message.NetStreamDeleteStream) (err error) {
+	defer s.contain("deleteStream", &err)
 	if cmd.StreamID == s.streamID {
 		s.stop("deleteStream")
 	}
@@ -240,7 +238,8 @@ func (s *session) OnDeleteStream(_ uint32, cmd *message.NetStreamDeleteStream) e
 }
 
 // OnUnknownCommandMessage catches closeStream, which go-rtmp does not route.
-func (s *session) OnUnknownCommandMessage(_ uint32, cmd *message.CommandMessage) error {
+func (s *session) OnUnknownCommandMessage(_ uint32, cmd *message.CommandMessage) (err error) {
+	defer s.contain("command", &err)
 	if cmd.CommandName == "closeStream" {
 		s.stop("closeStream")
 	}
@@ -266,6 +265,12 @@ func (s *session) finish(clean bool) {
 
 // OnClose runs once when the connection ends, for whatever reason.
 func (s *session) OnClose() {
+	defer func() {
+		// go-rtmp calls this outside its recovered loop: a panic here would end the process.
+		if r := recover(); r != nil {
+			s.hub.log.Error("rtmp close handler panicked", s.logAttrs("panic", r, "stack", string(debug.Stack()))...)
+		}
+	}()
 	reason := s.c.why()
 	if reason == "" {
 		reason = "connection closed"
@@ -279,12 +284,14 @@ func (s *session) OnClose() {
 }
 
 // OnVideo handles one video message.
-func (s *session) OnVideo(ts uint32, payload io.Reader) error {
+func (s *session) OnVideo(ts uint32, payload io.Reader) (err error) {
+	defer s.contain("video", &err)
 	return s.onMedia(KindVideo, ts, payload)
 }
 
 // OnAudio handles one audio message.
-func (s *session) OnAudio(ts uint32, payload io.Reader) error {
+func (s *session) OnAudio(ts uint32, payload io.Reader) (err error) {
+	defer s.contain("audio", &err)
 	return s.onMedia(KindAudio, ts, payload)
 }
 
@@ -312,7 +319,7 @@ func (s *session) onMedia(kind Kind, ts uint32, payload io.Reader) error {
 		var uc *UnsupportedCodecError
 		if errors.As(err, &uc) {
 			s.hub.stats.refuse("unsupported_codec")
-			s.hub.log.Warn("publisher disconnected: unsupported codec", s.logAttrs("codec", uc.Name, "kind", kindName(kind))...)
+			s.hub.refusals.warn("unsupported_codec", "publisher disconnected: unsupported codec", s.logAttrs("codec", uc.Name, "kind", kindName(kind))...)
 			s.c.setReason(uc.Error())
 			return uc
 		}
@@ -343,16 +350,16 @@ func (s *session) onMedia(kind Kind, ts uint32, payload io.Reader) error {
 // first read into a scratch buffer kept across messages, so each one costs a
 // single allocation of its exact size rather than io.ReadAll's growing copies.
 func (s *session) readMessage(payload io.Reader) ([]byte, error) {
-	s.lr = io.LimitedReader{R: payload, N: maxMessageSize + 1}
+	s.lr = io.LimitedReader{R: payload, N: MaxMessageSize + 1}
 	s.scratch.Reset()
 	_, err := s.scratch.ReadFrom(&s.lr)
 	s.lr.R = nil
 	if err != nil {
 		return nil, fmt.Errorf("read media message: %w", err)
 	}
-	if s.scratch.Len() > maxMessageSize {
+	if s.scratch.Len() > MaxMessageSize {
 		s.scratch = bytes.Buffer{}
-		return nil, fmt.Errorf("media message over %d bytes", maxMessageSize)
+		return nil, fmt.Errorf("media message over %d bytes", MaxMessageSize)
 	}
 	b := make([]byte, s.scratch.Len())
 	copy(b, s.scratch.Bytes())

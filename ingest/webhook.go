@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 )
+
+// errAuthRefused marks a webhook answer that refuses the key (4xx), as opposed
+// to a webhook that failed; only refusals count towards an address's lockout.
+var errAuthRefused = errors.New("key refused")
 
 // authRequest is what the publish-auth webhook receives.
 type authRequest struct {
@@ -43,6 +48,9 @@ func (h *Hub) callAuthWebhook(ctx context.Context, app, channel, key, remote str
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode >= 400 && resp.StatusCode <= 499 {
+		return "", fmt.Errorf("%w: auth webhook answered %s", errAuthRefused, resp.Status)
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return "", fmt.Errorf("auth webhook answered %s", resp.Status)
 	}
