@@ -37,7 +37,7 @@ const (
 	// acknowledges every half window, so a tiny window makes it write for every chunk.
 	MinAckWindow = 4096
 
-	maxControlSize = 128       // protocol control messages are 4 to 10 bytes
+	maxControlSize = 128        // protocol control messages are 4 to 10 bytes
 	handshakeSize  = 1 + 2*1536 // C0, C1, C2: read by go-rtmp straight from the conn
 )
 
