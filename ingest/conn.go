@@ -52,7 +52,7 @@ func newConn(nc net.Conn, h *Hub) *conn {
 func (c *conn) published() {
 	c.publishBy = time.Time{}
 	c.guard.published = true
-	c.setIdle(idleWhilePublish)
+	c.setIdle(c.hub.opts.IdleTimeout)
 	if c.prePublish.CompareAndSwap(true, false) {
 		c.hub.stats.prePublish.Add(-1)
 	}

@@ -35,12 +35,13 @@ const (
 	DefaultAuthFailures = 5
 	// DefaultAuthBackoffMax is the longest an address is locked out after refused keys.
 	DefaultAuthBackoffMax = 5 * time.Minute
+	// DefaultIdleTimeout is how long a publisher may send nothing before it is dropped.
+	DefaultIdleTimeout = 30 * time.Second
 )
 
 // Connection limits.
 const (
-	idleBeforePublish = 10 * time.Second
-	idleWhilePublish  = 30 * time.Second
+	idleBeforePublish = 10 * time.Second // after an unpublish, until the connection publishes again
 	readBufferSize    = 64 << 10
 	webhookTimeout    = 3 * time.Second
 )
@@ -85,6 +86,9 @@ type Options struct {
 	AuthFailures int
 	// AuthBackoffMax is the longest such lockout (default 5 min).
 	AuthBackoffMax time.Duration
+	// IdleTimeout is how long a publisher may send nothing before it is
+	// dropped (and its broadcast waits out the grace period) (default 30 s).
+	IdleTimeout time.Duration
 	Logger         *slog.Logger
 }
 
@@ -166,6 +170,9 @@ func NewHub(opts Options) (*Hub, error) {
 	}
 	if opts.AuthBackoffMax <= 0 {
 		opts.AuthBackoffMax = DefaultAuthBackoffMax
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

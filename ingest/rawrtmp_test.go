@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -181,4 +182,60 @@ func (r *rawClient) readUntil(want string, d time.Duration) bool {
 			return false
 		}
 	}
+}
+
+// flvTag is one audio, video or script tag of an FLV file.
+type flvTag struct {
+	typ  byte // 8 audio, 9 video, 18 script data
+	ts   uint32
+	data []byte
+}
+
+// key reports whether a video tag is a keyframe.
+func (t flvTag) key() bool { return t.typ == msgVideo && len(t.data) > 0 && t.data[0]>>4 == 1 }
+
+// config reports whether a tag is a sequence header.
+func (t flvTag) config() bool {
+	return (t.typ == msgVideo || t.typ == msgAudio) && len(t.data) > 1 && t.data[1] == 0
+}
+
+// readFLV reads every tag of an FLV file.
+func readFLV(t testing.TB, path string) []flvTag {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 13 || string(b[:3]) != "FLV" {
+		t.Fatalf("%s: not an FLV file", path)
+	}
+	var tags []flvTag
+	for p := int(binary.BigEndian.Uint32(b[5:9])) + 4; p+11 <= len(b); {
+		size := int(be24(b[p+1 : p+4]))
+		ts := be24(b[p+4:p+7]) | uint32(b[p+7])<<24
+		if p+11+size > len(b) {
+			break
+		}
+		tags = append(tags, flvTag{typ: b[p], ts: ts, data: b[p+11 : p+11+size]})
+		p += 11 + size + 4
+	}
+	return tags
+}
+
+// drain reads and drops what the server sends until the connection closes.
+func (r *rawClient) drain() {
+	go io.Copy(io.Discard, r.c)
+}
+
+// publishTag sends one FLV tag as an RTMP message on the publishing stream.
+func (r *rawClient) publishTag(tag flvTag, ts uint32) error {
+	switch tag.typ {
+	case msgVideo:
+		return r.write(r.messageBytes(6, msgVideo, 1, ts, tag.data, true))
+	case msgAudio:
+		return r.write(r.messageBytes(4, msgAudio, 1, ts, tag.data, true))
+	case msgDataAMF0:
+		return r.write(r.messageBytes(5, msgDataAMF0, 1, ts, append(amf(r.t, "@setDataFrame"), tag.data...), true))
+	}
+	return nil
 }
