@@ -89,7 +89,7 @@ type Options struct {
 	// IdleTimeout is how long a publisher may send nothing before it is
 	// dropped (and its broadcast waits out the grace period) (default 30 s).
 	IdleTimeout time.Duration
-	Logger         *slog.Logger
+	Logger      *slog.Logger
 }
 
 // Hub is the channel registry and RTMP ingest server: it accepts publishers,
