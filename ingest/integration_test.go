@@ -673,3 +673,9 @@ func TestConnectionsPerIP(t *testing.T) {
 		t.Error("the refusal was not logged")
 	}
 }
+
+func (s *syncBuffer) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
+}

@@ -281,6 +281,11 @@ func (s *session) OnClose() {
 	} else {
 		s.hub.log.Debug("rtmp connection closed", s.logAttrs("reason", reason)...)
 	}
+	// go-rtmp next waits up to 3 s for its queued writes, which never finish
+	// once its write loop has failed (a peer that reset): release the socket
+	// and the connection's place under the limits now. Our own last words
+	// (refusal statuses) were written before.
+	s.c.Close()
 }
 
 // OnVideo handles one video message.
