@@ -126,6 +126,7 @@ type channel struct {
 	keys    [][]byte
 	dynamic bool // created on behalf of the auth webhook
 
+	removed   bool           // dropped by SetChannels: no new publisher may claim it
 	publisher *session       // the accepted publisher, if connected
 	live      *liveBroadcast // the open broadcast, if any
 	banUntil  time.Time
@@ -194,26 +195,98 @@ func NewHub(opts Options) (*Hub, error) {
 	h.events.hub = h
 	h.stats.refused = make(map[string]uint64)
 	h.stats.violations = make(map[string]uint64)
-	for _, cc := range opts.Channels {
+	keys, err := h.channelKeys(opts.Channels)
+	if err != nil {
+		return nil, err
+	}
+	for name, k := range keys {
+		h.channels[name] = &channel{name: name, keys: k}
+	}
+	return h, nil
+}
+
+// channelKeys validates a channel list and returns each channel's keys.
+func (h *Hub) channelKeys(channels []ChannelConfig) (map[string][][]byte, error) {
+	out := make(map[string][][]byte, len(channels))
+	for _, cc := range channels {
 		if !ValidChannelName(cc.Name) {
 			return nil, fmt.Errorf("channel name %q: must match [a-z0-9_-]{1,64}", cc.Name)
 		}
-		if _, dup := h.channels[cc.Name]; dup {
+		if _, dup := out[cc.Name]; dup {
 			return nil, fmt.Errorf("channel %q configured twice", cc.Name)
 		}
-		if len(cc.Keys) == 0 && opts.AuthWebhook == "" {
+		if len(cc.Keys) == 0 && h.opts.AuthWebhook == "" {
 			return nil, fmt.Errorf("channel %q has no stream key", cc.Name)
 		}
-		ch := &channel{name: cc.Name}
+		keys := [][]byte{}
 		for _, k := range cc.Keys {
 			if k == "" {
 				return nil, fmt.Errorf("channel %q: empty stream key", cc.Name)
 			}
-			ch.keys = append(ch.keys, []byte(k))
+			keys = append(keys, []byte(k))
 		}
-		h.channels[cc.Name] = ch
+		out[cc.Name] = keys
 	}
-	return h, nil
+	return out, nil
+}
+
+// SetChannels replaces the configured channels and their keys, as a reload of
+// the configuration does, without touching what goes on: a channel that stays
+// keeps its live broadcast, publisher and ban, and its new keys apply to the
+// next publish; a channel that goes ends its broadcast (EndRemoved) and
+// disconnects its publisher; a new channel may publish at once. Channels the
+// auth webhook created are left alone. An invalid list changes nothing.
+func (h *Hub) SetChannels(channels []ChannelConfig) error {
+	keys, err := h.channelKeys(channels)
+	if err != nil {
+		return fmt.Errorf("set channels: %w", err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var added, removed, changed int
+	for name, ch := range h.channels {
+		if ch.dynamic {
+			continue
+		}
+		k, keep := keys[name]
+		if keep {
+			if !sameKeys(ch.keys, k) {
+				ch.keys = k
+				changed++
+			}
+			continue
+		}
+		removed++
+		ch.removed = true
+		if ch.live != nil {
+			h.endLocked(ch.live, EndRemoved, "channel removed from the configuration")
+		}
+		if ch.publisher != nil {
+			ch.publisher.kick("channel removed from the configuration")
+			ch.publisher = nil
+		}
+		delete(h.channels, name)
+	}
+	for name, k := range keys {
+		if _, ok := h.channels[name]; !ok {
+			h.channels[name] = &channel{name: name, keys: k}
+			added++
+		}
+	}
+	h.log.Info("channels reloaded", "channels", len(keys), "added", added, "removed", removed, "keys_changed", changed)
+	return nil
+}
+
+func sameKeys(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if string(a[i]) != string(b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // AddConsumer registers a consumer for every broadcast started from now on. Call it before Serve.
@@ -511,6 +584,9 @@ func (h *Hub) claim(ch *channel, s *session) *refusal {
 	defer h.mu.Unlock()
 	if h.shutdown {
 		return &refusal{reason: "shutdown", code: codeFailed, desc: "server is shutting down"}
+	}
+	if ch.removed {
+		return &refusal{reason: "bad_key", code: codeUnauthorized, desc: "invalid stream key", badKey: true}
 	}
 	if now := time.Now(); now.Before(ch.banUntil) {
 		left := ch.banUntil.Sub(now).Round(time.Second)

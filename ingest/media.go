@@ -91,6 +91,7 @@ const (
 	EndTakenDown EndReason = "taken_down" // moderation or an admin ended it
 	EndShutdown  EndReason = "shutdown"   // the server is stopping
 	EndNewTracks EndReason = "new_tracks" // the publisher came back with different codec parameters
+	EndRemoved   EndReason = "removed"    // the channel was removed from the configuration
 )
 
 // ErrEnded is what Feed.Next returns, as an *EndError, once a broadcast has

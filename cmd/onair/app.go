@@ -113,6 +113,12 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		ConnsPerIP:  cfg.RTMPConnsPerIP,
 		AuthWebhook: cfg.PublishWebhook,
 		Logger:      log.With("part", "ingest"),
+
+		MaxConns:       cfg.RTMPMaxConns,
+		PublishTimeout: cfg.RTMPPublishBy,
+		IdleTimeout:    cfg.RTMPIdle,
+		AuthFailures:   cfg.RTMPAuthFails,
+		AuthBackoffMax: cfg.RTMPAuthMax,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up ingest: %w", err)

@@ -45,7 +45,12 @@ type Config struct {
 	Channels       []string      `key:"channel" help:"a channel as NAME:KEY (repeatable; a name may repeat to add keys)"`
 	App            string        `key:"rtmp-app" help:"RTMP application name publishers use"`
 	Grace          time.Duration `key:"reconnect-grace" help:"how long a dropped publisher may take to reconnect and continue the same playlist"`
-	RTMPConnsPerIP int           `key:"rtmp-conns-per-ip" help:"simultaneous RTMP connections allowed from one IP address (negative: no limit)"`
+	RTMPConnsPerIP int           `key:"rtmp-conns-per-ip" help:"simultaneous RTMP connections allowed from one IP address, an IPv6 address counting with its /64 (negative: no limit)"`
+	RTMPMaxConns   int           `key:"rtmp-max-conns" help:"simultaneous RTMP connections allowed in all, publishing or not (negative: no limit)"`
+	RTMPPublishBy  time.Duration `key:"rtmp-publish-timeout" help:"how long an RTMP connection may take from accept to a successful publish, however it trickles its bytes"`
+	RTMPIdle       time.Duration `key:"rtmp-idle-timeout" help:"how long a publisher may send nothing before it is dropped (its broadcast then waits out reconnect-grace)"`
+	RTMPAuthFails  int           `key:"rtmp-auth-failures" help:"refused stream keys one address (IPv4, or IPv6 /64) may send before each further one locks it out, 1 s doubling up to rtmp-auth-backoff-max (negative: never)"`
+	RTMPAuthMax    time.Duration `key:"rtmp-auth-backoff-max" help:"longest lockout of an address after refused stream keys"`
 	Takeover       bool          `key:"takeover" help:"let a second publisher take a live channel over instead of refusing it"`
 	PublishWebhook string        `key:"publish-auth-webhook" help:"URL deciding publishes instead of the key list (POST JSON, 2xx accepts)"`
 
@@ -99,7 +104,12 @@ func defaultConfig() Config {
 		App:       "live",
 		Grace:     15 * time.Second,
 
-		RTMPConnsPerIP: 32,
+		RTMPConnsPerIP: ingest.DefaultConnsPerIP,
+		RTMPMaxConns:   ingest.DefaultMaxConns,
+		RTMPPublishBy:  ingest.DefaultPublishTimeout,
+		RTMPIdle:       ingest.DefaultIdleTimeout,
+		RTMPAuthFails:  ingest.DefaultAuthFailures,
+		RTMPAuthMax:    ingest.DefaultAuthBackoffMax,
 
 		HTTPHeaderTimeout:  defaultHTTPHeaderTimeout,
 		HTTPReadTimeout:    defaultHTTPReadTimeout,
@@ -383,6 +393,16 @@ func (c *Config) validate() error {
 	}
 	if c.Grace < 0 {
 		bad("reconnect-grace", "must not be negative")
+	}
+	for key, n := range map[string]int{"rtmp-conns-per-ip": c.RTMPConnsPerIP, "rtmp-max-conns": c.RTMPMaxConns, "rtmp-auth-failures": c.RTMPAuthFails} {
+		if n == 0 {
+			bad(key, "must not be 0 (a negative value lifts the limit)")
+		}
+	}
+	for key, d := range map[string]time.Duration{"rtmp-publish-timeout": c.RTMPPublishBy, "rtmp-idle-timeout": c.RTMPIdle, "rtmp-auth-backoff-max": c.RTMPAuthMax} {
+		if d <= 0 {
+			bad(key, "must be positive")
+		}
 	}
 	if c.ModerationInterval <= 0 {
 		bad("moderation-interval", "must be positive")

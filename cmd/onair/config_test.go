@@ -134,6 +134,10 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"chat origin with a path", []string{"--chat-allowed-origins", "https://example.com/watch"}, nil, "chat-allowed-origins"},
 		{"old proxy setting", nil, map[string]string{"ONAIR_CHAT_TRUST_PROXY": "true"}, "trusted-proxies"},
 		{"bad proxy network", []string{"--trusted-proxies", "10.0.0.0/8,proxy.local"}, nil, "trusted-proxies"},
+		{"zero connection cap", []string{"--rtmp-max-conns", "0"}, nil, "rtmp-max-conns"},
+		{"zero per-address cap", []string{"--rtmp-conns-per-ip", "0"}, nil, "rtmp-conns-per-ip"},
+		{"no publish time", []string{"--rtmp-publish-timeout", "0s"}, nil, "rtmp-publish-timeout"},
+		{"negative idle", []string{"--rtmp-idle-timeout", "-1s"}, nil, "rtmp-idle-timeout"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -9,10 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -55,6 +58,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("listen for HTTP on %s (http-addr): %w", cfg.HTTPAddr, err)
 	}
 
+	// SIGHUP reloads the channel list and keys from the configuration.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	printBanner(stdout, cfg, rtmpLn.Addr(), httpLn.Addr(), names, keys, generated, newKey)
 	log.Info("onair started", "version", buildVersion(), "rtmp", rtmpLn.Addr().String(), "http", httpLn.Addr().String(),
 		"hls_variant", cfg.HLSVariant, "chat_bus", app.busName, "channels", len(names))
@@ -87,11 +95,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case runErr = <-errc:
-		log.Error("stopping", "err", runErr)
+run:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			break run
+		case runErr = <-errc:
+			log.Error("stopping", "err", runErr)
+			break run
+		case <-hup:
+			reloadChannels(args, st, app.hub, log)
+		}
 	}
 
 	stopServing(app, rtmpLn, httpSrv, cfg.ShutdownDrain, log)
