@@ -228,6 +228,10 @@ func (r *amfReplay) value(d amfDest) (amfDest, error) {
 			}
 			return settled(d), r.properties(true)
 		case destHeld:
+			// go-amf0 reads the count, then panics making the slot's value.
+			if _, err := r.u32(); err != nil {
+				return d, err
+			}
 			return d, violationf(violAMF, "AMF ECMA array where go-amf0 panics")
 		}
 	case 0x0a: // strict array
