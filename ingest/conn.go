@@ -27,6 +27,8 @@ type conn struct {
 	ip      string // remote IP
 	key     string // remote IP, or its /64; counted in hub.connsBy while tracked
 
+	accepted time.Time
+
 	// Touched by the reader goroutine only.
 	publishBy time.Time // accept + publish timeout; zero once a publish succeeded
 	deadline  time.Time // last read deadline set
@@ -42,7 +44,8 @@ type conn struct {
 func newConn(nc net.Conn, h *Hub) *conn {
 	c := &conn{nc: nc, hub: h, guard: newChunkGuard(), ip: remoteIP(nc)}
 	c.key = addrKey(c.ip)
-	c.publishBy = time.Now().Add(h.opts.PublishTimeout)
+	c.accepted = time.Now()
+	c.publishBy = c.accepted.Add(h.opts.PublishTimeout)
 	c.idle.Store(int64(idleBeforePublish))
 	return c
 }
@@ -50,6 +53,7 @@ func newConn(nc net.Conn, h *Hub) *conn {
 // published lifts the pre-publish limits once a publish succeeded: the publish
 // deadline, the small buffering budget. Called on the reader goroutine.
 func (c *conn) published() {
+	c.hub.stats.publishIn.observe(time.Since(c.accepted))
 	c.publishBy = time.Time{}
 	c.guard.published = true
 	c.setIdle(c.hub.opts.IdleTimeout)

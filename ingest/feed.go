@@ -12,7 +12,8 @@ import (
 // decoding point.
 type Feed struct {
 	mu       sync.Mutex
-	buf      []AccessUnit // ring
+	buf      []AccessUnit // ring; grows up to size as the consumer lags
+	size     int
 	head, n  int
 	hasVideo bool
 	skipping bool // dropping until the next keyframe after an overflow
@@ -27,8 +28,13 @@ func NewFeed(size int, tracks Tracks) *Feed {
 	if size < 1 {
 		size = 1
 	}
-	return &Feed{buf: make([]AccessUnit, size), hasVideo: tracks.Video != nil, wake: make(chan struct{}, 1)}
+	// A consumer that keeps up holds a few units at a time: the ring starts
+	// small and doubles only when one lags.
+	return &Feed{buf: make([]AccessUnit, min(size, initialFeedRing)), size: size, hasVideo: tracks.Video != nil, wake: make(chan struct{}, 1)}
 }
+
+// initialFeedRing is how many units a new feed has room for before it grows.
+const initialFeedRing = 32
 
 // Push queues au without blocking. It reports false when au was dropped.
 func (f *Feed) Push(au AccessUnit) bool {
@@ -43,6 +49,12 @@ func (f *Feed) Push(au AccessUnit) bool {
 			return false
 		}
 		f.skipping = false
+	}
+	if f.n == len(f.buf) && len(f.buf) < f.size {
+		ring := make([]AccessUnit, min(2*len(f.buf), f.size))
+		k := copy(ring, f.buf[f.head:])
+		copy(ring[k:], f.buf[:f.head])
+		f.buf, f.head = ring, 0
 	}
 	if f.n == len(f.buf) {
 		if f.hasVideo {

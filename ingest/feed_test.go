@@ -104,3 +104,36 @@ func TestFeedWakesWaiter(t *testing.T) {
 		t.Fatalf("err %v, want the end with its reason", err)
 	}
 }
+
+// A feed's ring starts small and grows up to its size, keeping order across the wrap.
+func TestFeedGrows(t *testing.T) {
+	f := NewFeed(100, Tracks{Audio: &AudioTrack{Codec: CodecAAC}})
+	next := time.Duration(0)
+	push := func(n int) {
+		for range n {
+			f.Push(AccessUnit{Kind: KindAudio, DTS: next})
+			next++
+		}
+	}
+	want := time.Duration(0)
+	pop := func(n int) {
+		for range n {
+			au, err := f.Next(context.Background())
+			if err != nil || au.DTS != want {
+				t.Fatalf("got %v %v, want DTS %v", au.DTS, err, want)
+			}
+			want++
+		}
+	}
+	push(20)
+	pop(15) // the ring's head moves on
+	push(90) // wraps, then grows twice to hold 95
+	if len(f.buf) != 100 || f.Dropped() != 0 {
+		t.Fatalf("ring of %d, %d dropped", len(f.buf), f.Dropped())
+	}
+	pop(95)
+	push(101) // over the size: the oldest audio goes
+	if f.Dropped() != 1 {
+		t.Fatalf("%d dropped, want 1", f.Dropped())
+	}
+}

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"fmt"
 	"io"
 	"maps"
 	"sync"
@@ -18,6 +19,7 @@ type stats struct {
 	dropped    atomic.Uint64 // units dropped by feeds of ended broadcasts
 	badTags    atomic.Uint64 // malformed tags dropped
 	prePublish atomic.Int64  // connections accepted that have not published yet
+	publishIn  histogram     // time from accept to an accepted publish
 
 	mu         sync.Mutex
 	refused    map[string]uint64
@@ -83,7 +85,39 @@ func (h *Hub) WriteMetrics(w io.Writer) error {
 	promtext.ByLabel(p, "onair_ingest_protocol_violations_total", "counter", "RTMP connections closed for breaking the chunk stream's rules or limits, by reason.", "reason", violations)
 	p.Counter("onair_ingest_dropped_units_total", "Access units dropped because a consumer fell behind.", dropped)
 	p.Counter("onair_ingest_malformed_tags_total", "Malformed audio/video tags dropped.", h.stats.badTags.Load())
+	h.stats.publishIn.write(p, "onair_ingest_publish_accept_seconds", "Time from an RTMP connection's accept to its accepted publish (handshake, connect, createStream, publish, key check).")
 	return p.Err()
+}
+
+// histogram counts observations in fixed buckets, for Prometheus.
+type histogram struct {
+	counts [len(histogramBounds) + 1]atomic.Uint64 // the last is +Inf
+	sumNs  atomic.Int64
+}
+
+// histogramBounds are the buckets' upper bounds, in seconds.
+var histogramBounds = [...]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+func (h *histogram) observe(d time.Duration) {
+	i := 0
+	for i < len(histogramBounds) && d.Seconds() > histogramBounds[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sumNs.Add(int64(d))
+}
+
+func (h *histogram) write(p *promtext.Writer, name, help string) {
+	p.Family(name, "histogram", help)
+	var cum uint64
+	for i, le := range histogramBounds {
+		cum += h.counts[i].Load()
+		p.Sample(name+"_bucket", fmt.Sprintf(`le="%g"`, le), cum)
+	}
+	cum += h.counts[len(histogramBounds)].Load()
+	p.Sample(name+"_bucket", `le="+Inf"`, cum)
+	p.Sample(name+"_sum", "", time.Duration(h.sumNs.Load()).Seconds())
+	p.Sample(name+"_count", "", cum)
 }
 
 // rateMeter measures a byte rate over the last few whole seconds with a small

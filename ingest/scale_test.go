@@ -218,6 +218,15 @@ func TestPublishStartScale(t *testing.T) {
 			t.Log(strings.TrimSpace(line))
 		}
 	}
+	var dist []string
+	var cum uint64
+	for i, le := range histogramBounds {
+		if c := h.stats.publishIn.counts[i].Load(); c > 0 {
+			cum += c
+			dist = append(dist, fmt.Sprintf("%d≤%gs", cum, le))
+		}
+	}
+	t.Logf("hub side, accept to accepted publish (cumulative): %s", strings.Join(dist, " "))
 	steady := t2.Sub(t1)
 	t.Logf("hub alone, steady state with %d streams: CPU %.3f%% of one core per stream; %.0f units/s; heap in use %d MiB, process RSS %d MiB; whole run CPU %v",
 		n, 100*(cpu2-cpu1).Seconds()/steady.Seconds()/float64(n), float64(u2-u1)/steady.Seconds(),
@@ -226,7 +235,7 @@ func TestPublishStartScale(t *testing.T) {
 		t.Errorf("publishers failed:\n%s", out.String())
 	}
 	if !strings.Contains(pub.String(), fmt.Sprintf("onair_ingest_active_publishers %d", n)) {
-		t.Errorf("not every publisher was live at the end of the steady state")
+		t.Errorf("not every publisher was live at the end of the steady state:\n%s", pub.String())
 	}
 }
 
@@ -248,7 +257,7 @@ func TestScalePublishers(t *testing.T) {
 		data []byte
 	}
 	var msgs []msg
-	for loop := range uint32(1 + stream/(10*time.Second)) {
+	for loop := range uint32(1 + (spread+stream)/(10*time.Second)) {
 		for _, tag := range tags {
 			if tag.typ != msgVideo && tag.typ != msgAudio || tag.config() && loop > 0 {
 				continue
