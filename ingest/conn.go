@@ -30,6 +30,7 @@ type conn struct {
 	accepted time.Time
 
 	// Touched by the reader goroutine only.
+	hello     []byte    // the client's C0 and C1, read before go-rtmp started, still to pass on
 	publishBy time.Time // accept + publish timeout; zero once a publish succeeded
 	deadline  time.Time // last read deadline set
 
@@ -68,9 +69,28 @@ func (c *conn) setIdle(d time.Duration) {
 	c.deadline = time.Time{} // re-arm on the next read
 }
 
+// awaitHello reads the client's C0 and C1, within the publish deadline.
+func (c *conn) awaitHello() error {
+	_ = c.nc.SetReadDeadline(c.publishBy)
+	hello := make([]byte, 1+1536)
+	if _, err := io.ReadFull(c.nc, hello); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.timedOut()
+		}
+		return err
+	}
+	c.hello = hello
+	return nil
+}
+
 // Read reads what go-rtmp may see of the connection: the chunk guard checks
 // (and may rewrite) every byte after the handshake first.
 func (c *conn) Read(p []byte) (int, error) {
+	if len(c.hello) > 0 {
+		n := copy(p, c.hello)
+		c.hello = c.hello[n:]
+		return c.guard.filter(p[:n]) // all handshake: passed as it is, and counted
+	}
 	for {
 		k := 0
 		if h := c.guard.pending(); len(h) > 0 {

@@ -375,3 +375,36 @@ func TestFaultNoKeyframe(t *testing.T) {
 		})
 	}
 }
+
+// A connection that opens and never finishes its handshake costs a goroutine
+// and a few KiB, not go-rtmp's buffers (about 140 KiB before).
+func TestHalfOpenConnectionsCostLittle(t *testing.T) {
+	ts := startHub(t, func(o *Options) { o.ConnsPerIP = -1; o.MaxConns = -1 })
+	base := snapshot()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var conns []net.Conn
+	for range 500 {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(handshakeC0C1()[:100])
+		conns = append(conns, c)
+	}
+	waitFor(t, "500 pre-publish connections", 5*time.Second, func() bool {
+		return strings.Contains(ts.metrics(), "onair_ingest_prepublish_connections 500")
+	})
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perConn := (int64(after.HeapInuse+after.StackInuse) - int64(before.HeapInuse+before.StackInuse)) / 500
+	t.Logf("%d bytes of heap and stack per half-open connection", perConn)
+	if perConn > 32<<10 {
+		t.Errorf("a half-open connection costs %d KiB", perConn>>10)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	settle(t, base)
+}

@@ -42,7 +42,10 @@ const (
 // Connection limits.
 const (
 	idleBeforePublish = 10 * time.Second // after an unpublish, until the connection publishes again
-	readBufferSize    = 64 << 10
+	// go-rtmp reads through a bufio.Reader of this size (its default, 4 KiB,
+	// costs a read system call every 4 KiB). A real-time publisher's reads
+	// bring 5 to 6 KiB on average; only keyframe bursts fill it.
+	readBufferSize = 16 << 10
 	webhookTimeout    = 3 * time.Second
 )
 
@@ -363,7 +366,9 @@ func (l *listener) Accept() (net.Conn, error) {
 
 // onConnect wraps each accepted connection and gives go-rtmp our handler and
 // limits. Connections over a limit are closed at once: go-rtmp's handshake
-// then fails on them without reading anything.
+// then fails on them without reading anything. It waits for the client's
+// first handshake bytes before go-rtmp allocates its buffers (about 90 KiB a
+// connection), so a connection that never speaks costs a goroutine and little else.
 func (h *Hub) onConnect(nc net.Conn) (rwc ioRWC, cfg *rtmp.ConnConfig) {
 	defer func() {
 		// go-rtmp calls this on its connection goroutine, outside any recover.
@@ -379,11 +384,11 @@ func (h *Hub) onConnect(nc net.Conn) (rwc ioRWC, cfg *rtmp.ConnConfig) {
 		h.stats.refuse(reason)
 		h.refusals.warn(reason, msg, append([]any{"remote", c.ip}, args...)...)
 		nc.Close()
+	} else if err := c.awaitHello(); err != nil {
+		nc.Close()
 	}
 	return c, &rtmp.ConnConfig{
-		Handler: s,
-		// go-rtmp reads through a bufio.Reader of this size; its 4 KiB default
-		// costs a read system call every 4 KiB of a 3 Mbit/s stream.
+		Handler:          s,
 		ReaderBufferSize: readBufferSize,
 		ControlState: rtmp.StreamControlStateConfig{
 			DefaultBandwidthWindowSize: 6 * 1024 * 1024 / 8,
