@@ -126,7 +126,7 @@ func TestFeedGrows(t *testing.T) {
 		}
 	}
 	push(20)
-	pop(15) // the ring's head moves on
+	pop(15)  // the ring's head moves on
 	push(90) // wraps, then grows twice to hold 95
 	if len(f.buf) != 100 || f.Dropped() != 0 {
 		t.Fatalf("ring of %d, %d dropped", len(f.buf), f.Dropped())

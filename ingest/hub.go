@@ -46,7 +46,7 @@ const (
 	// costs a read system call every 4 KiB). A real-time publisher's reads
 	// bring 5 to 6 KiB on average; only keyframe bursts fill it.
 	readBufferSize = 16 << 10
-	webhookTimeout    = 3 * time.Second
+	webhookTimeout = 3 * time.Second
 )
 
 var channelNameRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
