@@ -89,6 +89,9 @@ func (c *conn) Read(p []byte) (int, error) {
 	if len(c.hello) > 0 {
 		n := copy(p, c.hello)
 		c.hello = c.hello[n:]
+		if len(c.hello) == 0 {
+			c.hello = nil
+		}
 		return c.guard.filter(p[:n]) // all handshake: passed as it is, and counted
 	}
 	for {

@@ -384,12 +384,13 @@ func (s *session) readMessage(payload io.Reader) ([]byte, error) {
 	return s.block[start:len(s.block):len(s.block)], nil
 }
 
-// Media payloads are read into blocks of payloadBlockSize (about 0.7 s of a
-// 3 Mbit/s stream); a block with less than minBlockFree left is replaced
-// rather than split across.
+// Media payloads are read into blocks of payloadBlockSize (about 170 ms of a
+// 3 Mbit/s stream: small, since every publisher holds one); a block with less
+// than minBlockFree left is replaced rather than split across, and a frame
+// larger than what is left moves to a block of its own.
 const (
-	payloadBlockSize = 256 << 10
-	minBlockFree     = 16 << 10
+	payloadBlockSize = 64 << 10
+	minBlockFree     = 8 << 10
 )
 
 func kindName(k Kind) string {
