@@ -44,10 +44,7 @@ func TestConsumeAllocatesNothingPerUnit(t *testing.T) {
 	opts.FFmpegPath = "/nonexistent/ffmpeg" // samples fail to decode at once
 	opts.Screeners = []Screener{allowAll{}}
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModerator(t, opts)
 	per := func(n int) float64 {
 		// Feeds are built before counting; only Consume is measured.
 		runtime.GC()
@@ -78,10 +75,7 @@ func BenchmarkConsume(b *testing.B) {
 	opts.FFmpegPath = "/nonexistent/ffmpeg"
 	opts.Screeners = []Screener{allowAll{}}
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := New(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
+	m := newModerator(b, opts)
 	track := &ingest.VideoTrack{Codec: ingest.CodecH264, SPS: []byte{0x67}, PPS: []byte{0x68}}
 	bc := &ingest.Broadcast{ID: "b", Channel: "bench", Tracks: ingest.Tracks{Video: track}}
 	nalu := [][]byte{{0x65, 0x88}}

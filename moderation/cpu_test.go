@@ -37,10 +37,7 @@ func TestScreeningCPU(t *testing.T) {
 	opts.WebhookURL, opts.WebhookSecret = hook.URL, "k"
 	opts.Enforcer = h
 	opts.Logger = quietLogger()
-	m, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModerator(t, opts)
 	var self0, kids0, self1, kids1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &self0)
 	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids0)

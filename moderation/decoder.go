@@ -25,11 +25,14 @@ const rawPacketSize = 1024
 // maxJPEG bounds one decoded frame; a larger one means the output is garbage.
 const maxJPEG = 16 << 20
 
-// Decoder turns keyframes of one broadcast into JPEG images with one
-// long-lived ffmpeg process: starting ffmpeg per frame costs far more than
-// decoding one intra frame. Frames are decoded one at a time: Decode writes a
-// keyframe and waits for exactly one image, so input and output never drift
-// apart. A Decoder is not safe for concurrent use.
+// Decoder turns keyframes into JPEG images with one long-lived ffmpeg
+// process: starting ffmpeg per frame costs far more than decoding one intra
+// frame. Each keyframe carries its parameter sets and so decodes on its own:
+// one Decoder can serve keyframes of any broadcast of its codec and output
+// size, one after another (the decode pool shares them that way). Frames are
+// decoded one at a time: Decode writes a keyframe and waits for exactly one
+// image, so input and output never drift apart. A Decoder is not safe for
+// concurrent use.
 type Decoder struct {
 	cmd    *exec.Cmd
 	stdin  *os.File
@@ -48,7 +51,12 @@ type DecoderOptions struct {
 	// Codec is the video codec: ingest.CodecH264 or ingest.CodecHEVC.
 	Codec ingest.Codec
 	// MaxWidth scales wider frames down, keeping the aspect ratio (0: keep size).
+	// Width and Height, when set, give the output size instead.
 	MaxWidth int
+	// Width and Height fix the output size. ffmpeg keeps the size of its
+	// first frame for the whole output, so a decoder shared by broadcasts
+	// must be told the size rather than derive it (see decoderKey).
+	Width, Height int
 	// Quality is the JPEG qscale, 2 (best) to 31 (default 4).
 	Quality int
 }
@@ -83,7 +91,10 @@ func StartDecoder(opts DecoderOptions) (*Decoder, error) {
 		"-an", "-sn", "-dn",
 		"-fps_mode", "passthrough",
 	}
-	if opts.MaxWidth > 0 {
+	switch {
+	case opts.Width > 0 && opts.Height > 0:
+		args = append(args, "-vf", fmt.Sprintf("scale=%d:%d", opts.Width, opts.Height))
+	case opts.MaxWidth > 0:
 		args = append(args, "-vf", fmt.Sprintf("scale='min(%d,iw)':-2", opts.MaxWidth))
 	}
 	args = append(args,
@@ -110,6 +121,9 @@ func StartDecoder(opts DecoderOptions) (*Decoder, error) {
 	d.cmd.Stdin = inR
 	d.cmd.Stdout = outW
 	d.cmd.Stderr = d.stderr
+	// A child of ffmpeg (a wrapper script's) holding stderr open must not
+	// keep Wait, and so the decoder's reader, from returning.
+	d.cmd.WaitDelay = time.Second
 	err = d.cmd.Start()
 	// The child holds its own copies of these ends now.
 	inR.Close()

@@ -128,7 +128,6 @@ func TestDecoderFootprint(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			h := newHub()
 			var m *Moderator
-			var err error
 			opts := DefaultOptions()
 			if mode == "screening" {
 				opts.WebhookURL, opts.WebhookSecret = hook.URL, "k"
@@ -157,10 +156,7 @@ func TestDecoderFootprint(t *testing.T) {
 			}
 			opts.Enforcer = h
 			opts.Logger = quietLogger()
-			m, err = New(opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m = newModerator(t, opts)
 			ps := &procStats{ticks: map[int]int64{}}
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
@@ -182,6 +178,7 @@ func TestDecoderFootprint(t *testing.T) {
 			syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids0)
 			play(t, m, h, c, "fp", dur, ask)
 			asks.Wait()
+			m.Close() // the pool's decoder is reaped, for getrusage
 			close(stop)
 			wg.Wait()
 			syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids1)

@@ -161,10 +161,7 @@ func TestHashListTakesDownStream(t *testing.T) {
 	opts.BlocklistPath = list
 	opts.Enforcer = hb
 	opts.Logger = quietLogger()
-	m, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModerator(t, opts)
 	play(t, m, hb, c, "bars", 0, nil)
 	m.Close()
 	calls := hb.takedowns()

@@ -22,6 +22,11 @@ type metrics struct {
 	failOpen      atomic.Uint64
 	failClosed    atomic.Uint64
 
+	// The decode pool.
+	decoders     atomic.Int64 // workers
+	processes    atomic.Int64 // ffmpeg processes running
+	decodeQueued atomic.Int64 // requests waiting
+
 	mu          sync.Mutex
 	frames      uint64 // frames with a verdict (screened)
 	latencySum  time.Duration
@@ -30,6 +35,13 @@ type metrics struct {
 	takedowns   map[string]uint64
 	screenerSum map[string]time.Duration
 	screenerN   map[string]uint64
+	waitSum     time.Duration // in the decode queue
+	waitN       uint64
+	decodeSum   time.Duration // in a running decoder
+	decodeN     uint64
+	dropped     map[string]uint64 // decode requests, by reason
+	stops       map[string]uint64 // decoder processes, by reason
+	panics      map[string]uint64 // recovered, by where
 }
 
 func newMetrics() *metrics {
@@ -39,6 +51,9 @@ func newMetrics() *metrics {
 		takedowns:   make(map[string]uint64),
 		screenerSum: make(map[string]time.Duration),
 		screenerN:   make(map[string]uint64),
+		dropped:     make(map[string]uint64),
+		stops:       make(map[string]uint64),
+		panics:      make(map[string]uint64),
 	}
 }
 
@@ -76,6 +91,38 @@ func (m *metrics) screenerTime(name string, d time.Duration) {
 	m.mu.Unlock()
 }
 
+func (m *metrics) decodeWaited(d time.Duration) {
+	m.mu.Lock()
+	m.waitSum += d
+	m.waitN++
+	m.mu.Unlock()
+}
+
+func (m *metrics) decodeTook(d time.Duration) {
+	m.mu.Lock()
+	m.decodeSum += d
+	m.decodeN++
+	m.mu.Unlock()
+}
+
+func (m *metrics) decodeDropped(reason string) {
+	m.mu.Lock()
+	m.dropped[reason]++
+	m.mu.Unlock()
+}
+
+func (m *metrics) decoderStopped(reason string) {
+	m.mu.Lock()
+	m.stops[reason]++
+	m.mu.Unlock()
+}
+
+func (m *metrics) panicked(where string) {
+	m.mu.Lock()
+	m.panics[where]++
+	m.mu.Unlock()
+}
+
 // WriteMetrics writes the moderation metrics in the Prometheus text format.
 func (m *Moderator) WriteMetrics(w io.Writer) error {
 	mt := m.metrics
@@ -87,6 +134,18 @@ func (m *Moderator) WriteMetrics(w io.Writer) error {
 	p.Counter("onair_moderation_samples_superseded_total", "Samples replaced by a newer one before screening.", mt.superseded.Load())
 	p.Counter("onair_moderation_frames_decoded_total", "Keyframes decoded to JPEG.", mt.decoded.Load())
 	p.Counter("onair_moderation_decoder_starts_total", "ffmpeg decoder processes started.", mt.decoderStarts.Load())
+	promtext.ByLabel(p, "onair_moderation_decoder_stops_total", "counter", "ffmpeg decoder processes stopped, by why (idle, switch to another codec or size, failure, close).", "reason", mt.stops)
+	p.Gauge("onair_moderation_decoders", "Decoder workers shared by all broadcasts (the most ffmpeg processes at once).", mt.decoders.Load())
+	p.Gauge("onair_moderation_decoder_processes", "ffmpeg decoder processes running.", mt.processes.Load())
+	p.Gauge("onair_moderation_decode_queue", "Decode requests waiting for a worker.", mt.decodeQueued.Load())
+	p.Family("onair_moderation_decode_wait_seconds", "summary", "Time a decode request waited for a worker.")
+	p.Sample("onair_moderation_decode_wait_seconds_sum", "", mt.waitSum.Seconds())
+	p.Sample("onair_moderation_decode_wait_seconds_count", "", mt.waitN)
+	p.Family("onair_moderation_decode_seconds", "summary", "Time to decode one keyframe in a running decoder.")
+	p.Sample("onair_moderation_decode_seconds_sum", "", mt.decodeSum.Seconds())
+	p.Sample("onair_moderation_decode_seconds_count", "", mt.decodeN)
+	promtext.ByLabel(p, "onair_moderation_decode_dropped_total", "counter", "Decode requests dropped undecoded, by why (queue_full, expired, canceled).", "reason", mt.dropped)
+	promtext.ByLabel(p, "onair_moderation_panics_total", "counter", "Panics recovered in moderation goroutines, by where.", "where", mt.panics)
 	p.Counter("onair_moderation_frames_screened_total", "Frames that got a final verdict.", mt.frames)
 	p.Family("onair_moderation_screening_seconds", "summary", "Time from a keyframe's arrival at ingest to its final verdict.")
 	p.Sample("onair_moderation_screening_seconds_sum", "", mt.latencySum.Seconds())

@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,6 +187,17 @@ func dominantShare(img image.Image) float64 {
 	return float64(best) / float64(n)
 }
 
+// newModerator returns a Moderator that is closed when the test ends.
+func newModerator(t testing.TB, opts Options) *Moderator {
+	t.Helper()
+	m, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
 func quietLogger() *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -225,10 +234,7 @@ func TestWebhookBlockTakesDown(t *testing.T) {
 			opts.Enforcer = h
 			opts.OnTakedown = func(ch, id, reason string) { onTakedown.Store(ch + "|" + id + "|" + reason) }
 			opts.Logger = quietLogger()
-			m, err := New(opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := newModerator(t, opts)
 			var clearedAt time.Duration
 			var thumbSeen bool
 			r := play(t, m, h, c, "red", 0, func(el time.Duration) {
@@ -330,10 +336,7 @@ func TestFailingHooks(t *testing.T) {
 				opts.FFmpegPath = hk.ffmpeg
 				opts.Enforcer = h
 				opts.Logger = quietLogger()
-				m, err := New(opts)
-				if err != nil {
-					t.Fatal(err)
-				}
+				m := newModerator(t, opts)
 				if (m.Check() != nil) != (hk.ffmpeg != "") {
 					t.Errorf("Check() = %v", m.Check())
 				}
@@ -406,19 +409,17 @@ func TestGate(t *testing.T) {
 			opts.WebhookURL, opts.WebhookSecret = tc.webhook, "k"
 			opts.Enforcer = h
 			opts.Logger = quietLogger()
-			m, err := New(opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := newModerator(t, opts)
 			if tc.gate && tc.webhook != "" && m.Cleared("gate") {
 				t.Error("cleared before the broadcast started")
 			}
 			var early, late bool
-			play(t, m, h, c, "gate", 0, func(el time.Duration) {
+			// 4 s: on a loaded machine starting ffmpeg alone may take a second.
+			play(t, m, h, c, "gate", 4*time.Second, func(el time.Duration) {
 				if el < 500*time.Millisecond && m.Cleared("gate") {
 					early = true
 				}
-				if el > 1500*time.Millisecond && m.Cleared("gate") {
+				if el > 3500*time.Millisecond && m.Cleared("gate") {
 					late = true
 				}
 			})
@@ -429,208 +430,6 @@ func TestGate(t *testing.T) {
 				t.Error("not cleared after the first verdict")
 			}
 		})
-	}
-}
-
-// ffmpegChildren lists our ffmpeg child processes.
-func ffmpegChildren(t *testing.T) []int {
-	t.Helper()
-	ents, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 || !strings.Contains(s[:i], "(ffmpeg") {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-func TestDecoderEndsWithBroadcast(t *testing.T) {
-	c := encodeClip(t, "testsrc2=s=320x180:r=30:d=2", ingest.CodecH264, 30, 30)
-	if n := len(ffmpegChildren(t)); n != 0 {
-		t.Skipf("%d ffmpeg children already running", n)
-	}
-	h := newHub()
-	opts := DefaultOptions()
-	opts.Enforcer = h
-	opts.Screeners = []Screener{allowAll{}} // screening keeps one decoder running
-	opts.Logger = quietLogger()
-	m, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var during int
-	play(t, m, h, c, "leak", 0, func(el time.Duration) {
-		if el > time.Second && during == 0 {
-			during = len(ffmpegChildren(t))
-		}
-	})
-	if during != 1 {
-		t.Errorf("%d ffmpeg processes during the broadcast, want 1", during)
-	}
-	if pids := ffmpegChildren(t); len(pids) != 0 {
-		t.Errorf("ffmpeg processes left after the broadcast: %v", pids)
-	}
-}
-
-// allowAll is a screener that lets every frame pass.
-type allowAll struct{}
-
-func (allowAll) Name() string { return "allow-all" }
-func (allowAll) Screen(context.Context, *Frame) (Verdict, error) {
-	return Verdict{Action: Allow}, nil
-}
-
-// TestThumbnailsOnDemand: without screeners no decoder runs between
-// thumbnails; the first keyframe makes one, and a request for a stale one
-// makes a fresh one, at most once per ThumbnailInterval.
-func TestThumbnailsOnDemand(t *testing.T) {
-	// Not looped: every keyframe shows a different picture.
-	c := encodeClip(t, "testsrc2=s=320x180:r=30:d=7", ingest.CodecH264, 30, 30)
-	if n := len(ffmpegChildren(t)); n != 0 {
-		t.Skipf("%d ffmpeg children already running", n)
-	}
-	h := newHub()
-	opts := DefaultOptions()
-	opts.ThumbnailInterval = 2 * time.Second
-	opts.Logger = quietLogger()
-	m, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /api/v1/channels/{name}/thumbnail.jpg", m.ThumbnailHandler())
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	get := func() (string, int) {
-		resp, err := http.Get(srv.URL + "/api/v1/channels/od/thumbnail.jpg")
-		if err != nil {
-			t.Error(err)
-			return "", 0
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.Header.Get("ETag"), resp.StatusCode
-	}
-	type req struct {
-		at     time.Duration
-		etag   string
-		status int
-		took   time.Duration
-	}
-	var reqs []req
-	var idleChecked, idleKids int
-	next := 500 * time.Millisecond
-	// Ask for the thumbnail every 1.5 s.
-	play(t, m, h, c, "od", 0, func(el time.Duration) {
-		if el < next || el > 6800*time.Millisecond {
-			return
-		}
-		next += 1500 * time.Millisecond
-		// Between decodes, no ffmpeg process is left running.
-		kids := len(ffmpegChildren(t))
-		if _, _, ok := m.Thumbnail("od"); ok {
-			idleChecked++
-			if kids > 0 {
-				idleKids++
-			}
-		}
-		t0 := time.Now()
-		etag, status := get()
-		reqs = append(reqs, req{el, etag, status, time.Since(t0)})
-	})
-	distinct := map[string]bool{}
-	for _, r := range reqs {
-		t.Logf("request at %v: %d, ETag %s, answered in %v", r.at.Round(time.Millisecond), r.status, r.etag, r.took.Round(time.Millisecond))
-		if r.status != 200 || r.etag == "" {
-			t.Errorf("request at %v: status %d, ETag %q", r.at.Round(time.Millisecond), r.status, r.etag)
-		}
-		distinct[r.etag] = true
-	}
-	// Asked at 0.5, 2, 3.5, 5, 6.5 s with a 2 s interval: decodes at ~0 s
-	// (first keyframe), then at 3.5 (stale) and at 6.5 s (stale again).
-	if len(distinct) < 2 || len(distinct) > 3 {
-		t.Errorf("%d distinct thumbnails over %d requests, want 2 or 3: %v", len(distinct), len(reqs), reqs)
-	}
-	if idleKids > 1 {
-		t.Errorf("an ffmpeg process was running at %d of %d checks between thumbnails", idleKids, idleChecked)
-	}
-	if pids := ffmpegChildren(t); len(pids) != 0 {
-		t.Errorf("ffmpeg processes left after the broadcast: %v", pids)
-	}
-	var sb strings.Builder
-	m.WriteMetrics(&sb)
-	if !strings.Contains(sb.String(), "onair_moderation_decoder_starts_total "+strconv.Itoa(len(distinct))+"\n") {
-		t.Errorf("want %d decoder starts:\n%s", len(distinct), sb.String())
-	}
-}
-
-func TestThumbnailHandler(t *testing.T) {
-	c := encodeClip(t, "testsrc2=s=320x180:r=30:d=4", ingest.CodecH264, 30, 30)
-	h := newHub()
-	opts := DefaultOptions()
-	opts.Logger = quietLogger()
-	m, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /api/v1/channels/{name}/thumbnail.jpg", m.ThumbnailHandler())
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	var checked bool
-	play(t, m, h, c, "thumb", 0, func(el time.Duration) {
-		if _, _, ok := m.Thumbnail("thumb"); checked || !ok {
-			return
-		}
-		checked = true
-		resp, err := http.Get(srv.URL + "/api/v1/channels/thumb/thumbnail.jpg")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" ||
-			resp.Header.Get("Cache-Control") != "public, max-age=5" || resp.Header.Get("ETag") == "" ||
-			resp.Header.Get("Last-Modified") == "" || len(body) < 100 || body[0] != 0xff || body[1] != 0xd8 {
-			t.Errorf("thumbnail: %s %v (%d bytes)", resp.Status, resp.Header, len(body))
-		}
-		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/channels/thumb/thumbnail.jpg", nil)
-		req.Header.Set("If-None-Match", resp.Header.Get("ETag"))
-		resp2, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp2.Body.Close()
-			if resp2.StatusCode != http.StatusNotModified && resp2.Header.Get("ETag") == resp.Header.Get("ETag") {
-				t.Errorf("conditional GET: %s", resp2.Status)
-			}
-		}
-	})
-	if !checked {
-		t.Fatal("thumbnail never checked")
-	}
-	for _, ch := range []string{"thumb", "nobody"} { // ended, never existed
-		resp, err := http.Get(srv.URL + "/api/v1/channels/" + ch + "/thumbnail.jpg")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 404 {
-			t.Errorf("%s: %s, want 404", ch, resp.Status)
-		}
 	}
 }
 

@@ -12,7 +12,10 @@ import (
 // per interval of media time. It hands them over through a one-slot mailbox:
 // when screening is busy, a newer sample replaces the waiting one, because a
 // verdict on an old frame is worth less than one on the newest, and a queue
-// would grow without bound behind a slow hook.
+// would grow without bound behind a slow hook. A sample is taken out only
+// when a decoder starts on it, so a frame replaced while its broadcast waited
+// for a decoder is never decoded. Without screeners, the mailbox holds the
+// newest keyframe for the next thumbnail request, undecoded.
 //
 // Observe is called by the media path and never blocks; Next by the screener.
 type Sampler struct {
@@ -64,6 +67,26 @@ func (s *Sampler) TryNext() (ingest.AccessUnit, bool) {
 	au := s.pending
 	s.pending, s.has = ingest.AccessUnit{}, false
 	return au, true
+}
+
+// Pending reports whether a sample is waiting.
+func (s *Sampler) Pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.has
+}
+
+// Wait returns once a sample is waiting, or ctx.Err() when ctx is done. The
+// sample stays in the mailbox (and may still be replaced) until TryNext.
+func (s *Sampler) Wait(ctx context.Context) error {
+	for !s.Pending() {
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // Next waits for a sample and returns it; it returns ctx.Err() when ctx is done.

@@ -10,12 +10,110 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
+
+// maxReason bounds a verdict's reason, in bytes: it goes into logs, the API,
+// a chat notice and the publisher's error.
+const maxReason = 256
+
+// maxBanSeconds is the longest ban, in seconds, that a time.Duration holds.
+const maxBanSeconds = float64(math.MaxInt64 / int64(time.Second))
+
+// webhookAnswer is the JSON a hook returns. ban_seconds is kept raw so that
+// numbers out of range and non-numbers are seen and reported, not silently
+// turned into no ban or a huge one.
+type webhookAnswer struct {
+	Action     Action          `json:"action"`
+	Reason     string          `json:"reason"`
+	BanSeconds json.RawMessage `json:"ban_seconds"`
+}
+
+// parseAnswer reads a hook's JSON answer into a verdict. The answer must be
+// a JSON object with an action of allow, flag or block; anything else is an
+// error (a screening failure, not a verdict). The reason is cleaned of
+// control characters and cut to maxReason bytes. For a block, ban_seconds
+// becomes the ban: absent, null or 0 leave it to the default; a positive
+// number is rounded up to at least a second, and one beyond what a Duration
+// holds becomes the longest Duration (the Moderator cuts it to its MaxBan);
+// a negative number or a non-number is not used (the default ban applies)
+// and note says so, for the log.
+func parseAnswer(data []byte) (v Verdict, note string, err error) {
+	if len(data) > maxAnswer {
+		return Verdict{}, "", errors.New("moderation webhook answer too large")
+	}
+	var a webhookAnswer
+	if err := json.Unmarshal(data, &a); err != nil {
+		return Verdict{}, "", fmt.Errorf("parsing moderation webhook answer: %w", err)
+	}
+	switch a.Action {
+	case Allow, Flag, Block:
+	default:
+		return Verdict{}, "", fmt.Errorf("moderation webhook answered unknown action %q", cleanReason(string(a.Action)))
+	}
+	v = Verdict{Action: a.Action, Reason: cleanReason(a.Reason)}
+	raw := strings.TrimSpace(string(a.BanSeconds))
+	if a.Action != Block || raw == "" || raw == "null" {
+		return v, "", nil
+	}
+	v.Ban, note = banSeconds(raw)
+	return v, note, nil
+}
+
+// banSeconds converts a JSON value given as ban_seconds; see parseAnswer.
+func banSeconds(raw string) (time.Duration, string) {
+	var num json.Number
+	if strings.HasPrefix(raw, `"`) || json.Unmarshal([]byte(raw), &num) != nil {
+		return 0, fmt.Sprintf("ban_seconds %q is not a number: the default ban applies", cleanReason(raw))
+	}
+	s := num.String()
+	mantissa, _, _ := strings.Cut(strings.ToLower(s), "e")
+	switch {
+	case !strings.ContainsAny(mantissa, "123456789"):
+		return 0, "" // zero, however written
+	case strings.HasPrefix(s, "-"):
+		return 0, fmt.Sprintf("ban_seconds %s is negative: the default ban applies", cleanReason(s))
+	}
+	// Positive: out of range, ParseFloat gives +Inf (too large) or 0 (too small).
+	x, err := strconv.ParseFloat(s, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Sprintf("ban_seconds %q is not a number: the default ban applies", cleanReason(s))
+	}
+	if x >= maxBanSeconds {
+		return math.MaxInt64, ""
+	}
+	return max(time.Duration(x*float64(time.Second)), time.Second), ""
+}
+
+// cleanReason makes outside text safe to log and show: valid UTF-8, no
+// control characters, trimmed, at most maxReason bytes.
+func cleanReason(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.TrimSpace(s)
+	if len(s) > maxReason {
+		cut := maxReason
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = strings.TrimSpace(s[:cut])
+	}
+	return s
+}
 
 // SignatureHeader carries the HMAC-SHA256 of a webhook request body.
 const SignatureHeader = "X-Onair-Signature"
@@ -31,6 +129,7 @@ type Webhook struct {
 	url    string
 	secret []byte
 	client *http.Client
+	log    *slog.Logger // notes about answers; nil: slog.Default()
 }
 
 // NewWebhook returns a Webhook posting to url and signing with secret.
@@ -44,13 +143,6 @@ func NewWebhook(url, secret string, client *http.Client) *Webhook {
 
 // Name implements Screener.
 func (w *Webhook) Name() string { return "webhook" }
-
-// webhookAnswer is the JSON a hook returns.
-type webhookAnswer struct {
-	Action     Action  `json:"action"`
-	Reason     string  `json:"reason"`
-	BanSeconds float64 `json:"ban_seconds"`
-}
 
 // Screen implements Screener.
 func (w *Webhook) Screen(ctx context.Context, f *Frame) (Verdict, error) {
@@ -77,22 +169,18 @@ func (w *Webhook) Screen(ctx context.Context, f *Frame) (Verdict, error) {
 	if resp.StatusCode/100 != 2 {
 		return Verdict{}, fmt.Errorf("moderation webhook answered %s", resp.Status)
 	}
-	if len(data) > maxAnswer {
-		return Verdict{}, errors.New("moderation webhook answer too large")
+	v, note, err := parseAnswer(data)
+	if err != nil {
+		return Verdict{}, err
 	}
-	var a webhookAnswer
-	if err := json.Unmarshal(data, &a); err != nil {
-		return Verdict{}, fmt.Errorf("parsing moderation webhook answer: %w", err)
+	if note != "" {
+		log := w.log
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Warn("moderation webhook answer: "+note, "channel", f.Channel, "broadcast", f.BroadcastID, "action", v.Action)
 	}
-	switch a.Action {
-	case Allow, Flag, Block:
-	default:
-		return Verdict{}, fmt.Errorf("moderation webhook answered unknown action %q", a.Action)
-	}
-	v := Verdict{Action: a.Action, Reason: a.Reason, Screener: w.Name()}
-	if a.BanSeconds > 0 {
-		v.Ban = time.Duration(a.BanSeconds * float64(time.Second))
-	}
+	v.Screener = w.Name()
 	return v, nil
 }
 

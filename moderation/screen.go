@@ -1,0 +1,263 @@
+package moderation
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/onairhq/onair/ingest"
+)
+
+// screenLoop screens the samples of one broadcast until ctx is done or the
+// broadcast was taken down. Frames are decoded by the shared pool; after
+// decoding failures the broadcast asks less often (see retryDelay), so a
+// stream whose keyframes hang the decoder cannot keep the workers from
+// everyone else's.
+func (m *Moderator) screenLoop(ctx context.Context, st *broadcastState, log *slog.Logger) {
+	fails := 0
+	for {
+		if err := st.sampler.Wait(ctx); err != nil {
+			return
+		}
+		over, decodeFailed := m.screenNext(ctx, st, log)
+		if over {
+			return
+		}
+		if !decodeFailed {
+			fails = 0
+			continue
+		}
+		fails++
+		t := time.NewTimer(m.retryDelay(fails))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// retryDelay is how long a broadcast waits before it asks for a decode
+// again after fails decoding failures in a row: nothing after the first,
+// then the interval doubling, at most half of FailureAfter, so the failure
+// policy still applies on time.
+func (m *Moderator) retryDelay(fails int) time.Duration {
+	if fails < 2 {
+		return 0
+	}
+	d := m.opts.Interval << min(fails-2, 8)
+	return min(d, max(m.opts.FailureAfter/2, m.opts.Interval))
+}
+
+// screenNext decodes and screens the broadcast's newest sample. It reports
+// whether screening of the broadcast is over (taken down, or ctx done) and
+// whether decoding failed. A panic counts as a screening failure of the
+// frame; the loop goes on with the next one.
+func (m *Moderator) screenNext(ctx context.Context, st *broadcastState, log *slog.Logger) (over, decodeFailed bool) {
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			m.metrics.panicked("screening")
+			log.Error("screening panicked", "panic", r, "stack", string(debug.Stack()))
+			over = m.failed(ctx, st, start, log)
+		}
+	}()
+	b := st.b
+	m.mu.Lock()
+	first := st.screened.IsZero()
+	m.mu.Unlock()
+	var au ingest.AccessUnit
+	req := &decodeRequest{
+		key:     st.key,
+		urgent:  first, // the gate may hold the broadcast unlisted until then
+		expires: start.Add(m.opts.FailureAfter),
+		take: func() ([]byte, bool) {
+			a, ok := st.sampler.TryNext()
+			if !ok {
+				return nil, false
+			}
+			au = a
+			return annexB(st.track, a), true
+		},
+	}
+	jpg, err := m.decode(ctx, req)
+	if ctx.Err() != nil {
+		return true, false
+	}
+	if errors.Is(err, errNoFrame) {
+		return false, false
+	}
+	if err != nil {
+		m.metrics.failure("decoder")
+		log.Warn("decoding keyframe failed", "err", err)
+		return m.failed(ctx, st, start, log), true
+	}
+	m.metrics.decoded.Add(1)
+	f := &Frame{Channel: b.Channel, BroadcastID: b.ID, PTS: au.PTS, Received: au.Received, JPEG: jpg}
+	return m.screen(ctx, st, f, start, log), false
+}
+
+// decode has the pool decode req, unless frames cannot be decoded at all.
+func (m *Moderator) decode(ctx context.Context, req *decodeRequest) ([]byte, error) {
+	if m.ffmpegErr != nil {
+		return nil, m.ffmpegErr
+	}
+	return m.pool.decode(ctx, req)
+}
+
+// screen runs the screeners on f. It reports whether the broadcast was taken down.
+func (m *Moderator) screen(ctx context.Context, st *broadcastState, f *Frame, start time.Time, log *slog.Logger) bool {
+	failed := false
+	for _, s := range m.screeners {
+		sctx, cancel := context.WithTimeout(ctx, m.opts.ScreenTimeout)
+		t0 := time.Now()
+		v, err := s.Screen(sctx, f)
+		cancel()
+		m.metrics.screenerTime(s.Name(), time.Since(t0))
+		if ctx.Err() != nil {
+			return true
+		}
+		if err != nil {
+			failed = true
+			m.metrics.failure(s.Name())
+			log.Warn("screener failed", "screener", s.Name(), "err", err)
+			continue
+		}
+		if v.Screener == "" {
+			v.Screener = s.Name()
+		}
+		switch v.Action {
+		case Block:
+			m.metrics.verdict(Block)
+			m.metrics.screened(time.Since(f.Received))
+			ban := m.banFor(v, log)
+			reason := v.Reason
+			if reason == "" {
+				reason = "blocked by " + v.Screener
+			}
+			log.Warn("broadcast blocked", "screener", v.Screener, "reason", reason, "ban", ban,
+				"keyframe_time", f.PTS, "latency", time.Since(f.Received))
+			m.takeDown(ctx, st, Event{Action: Block, Reason: reason, Screener: v.Screener, Ban: ban, KeyframeTime: f.PTS})
+			return true
+		case Flag:
+			m.metrics.verdict(Flag)
+			ev := m.record(st, Event{Action: Flag, Reason: v.Reason, Screener: v.Screener, KeyframeTime: f.PTS})
+			log.Warn("broadcast flagged", "screener", v.Screener, "reason", v.Reason, "keyframe_time", f.PTS)
+			if m.opts.OnFlag != nil {
+				m.opts.OnFlag(ev)
+			}
+		default:
+			m.metrics.verdict(Allow)
+		}
+	}
+	if failed {
+		return m.failed(ctx, st, start, log)
+	}
+	m.metrics.screened(time.Since(f.Received))
+	m.passed(st, f)
+	return false
+}
+
+// banFor returns the republish ban of a block verdict: the verdict's own
+// within MaxBan, else DefaultBan. A ban a screener got wrong never turns into
+// no ban or an unbounded one; it is logged.
+func (m *Moderator) banFor(v Verdict, log *slog.Logger) time.Duration {
+	switch {
+	case v.Ban == 0:
+		return m.opts.DefaultBan
+	case v.Ban < 0:
+		log.Warn("screener asked for a negative ban: applying the default ban", "screener", v.Screener, "asked", v.Ban, "ban", m.opts.DefaultBan)
+		return m.opts.DefaultBan
+	case v.Ban > m.opts.MaxBan:
+		log.Warn("screener asked for a ban longer than the longest allowed: cut to it", "screener", v.Screener, "asked", v.Ban, "ban", m.opts.MaxBan)
+		return m.opts.MaxBan
+	}
+	return v.Ban
+}
+
+// passed records a frame that passed screening: it clears the gate and
+// becomes the thumbnail.
+func (m *Moderator) passed(st *broadcastState, f *Frame) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if st.takenDown {
+		return
+	}
+	st.cleared, st.screened, st.failingSince, st.unscreened = true, time.Now(), time.Time{}, false
+	st.setThumb(f.JPEG, f.Received)
+}
+
+// setThumb makes img, of a keyframe received at, the thumbnail. m.mu is held.
+func (st *broadcastState) setThumb(img []byte, at time.Time) {
+	sum := sha256.Sum256(img)
+	st.thumb, st.thumbAt, st.thumbETag = img, at, `"`+hex.EncodeToString(sum[:8])+`"`
+	st.thumbMade = time.Now()
+}
+
+// failed accounts for a frame that could not be screened, started at start,
+// and applies the failure policy once failures have lasted FailureAfter. It
+// reports whether the broadcast was taken down.
+func (m *Moderator) failed(ctx context.Context, st *broadcastState, start time.Time, log *slog.Logger) bool {
+	m.mu.Lock()
+	if st.failingSince.IsZero() {
+		st.failingSince = start
+	}
+	since := st.failingSince
+	due := time.Since(since) >= m.opts.FailureAfter
+	openNow := false
+	if due && m.opts.FailurePolicy == FailOpen && !st.unscreened {
+		st.unscreened, st.cleared, openNow = true, true, true
+	}
+	m.mu.Unlock()
+	if !due {
+		return false
+	}
+	if m.opts.FailurePolicy == FailOpen {
+		if openNow {
+			m.metrics.failOpen.Add(1)
+			log.Error("screening unavailable: broadcast continues unscreened (failure policy open)", "failing_since", since)
+		}
+		return false
+	}
+	m.metrics.failClosed.Add(1)
+	log.Error("screening unavailable: taking broadcast down (failure policy closed)", "failing_since", since)
+	m.takeDown(ctx, st, Event{Action: Block, Reason: ReasonUnavailable, Screener: "failure-policy"})
+	return true
+}
+
+// takeDown ends the broadcast through the Enforcer and OnTakedown. The calls
+// run in a goroutine tracked by Close, because the hub may end the feed (and
+// so wait for this broadcast's Consume) before TakeDown returns.
+func (m *Moderator) takeDown(ctx context.Context, st *broadcastState, ev Event) {
+	m.mu.Lock()
+	st.takenDown, st.cleared, st.thumb = true, false, nil
+	m.mu.Unlock()
+	ev = m.record(st, ev)
+	m.metrics.takedown(ev.Screener)
+	b := st.b
+	log := m.log.With("channel", b.Channel, "broadcast", b.ID)
+	done := make(chan struct{})
+	m.actions.Add(1)
+	go func() {
+		defer m.actions.Done()
+		defer close(done)
+		defer m.recoverPanic("takedown", log)
+		if m.opts.Enforcer == nil {
+			log.Error("no enforcer: blocked broadcast stays up")
+		} else if err := m.opts.Enforcer.TakeDown(b.Channel, ev.Reason, ev.Ban); err != nil {
+			log.Error("taking broadcast down failed", "err", err)
+		}
+		if m.opts.OnTakedown != nil {
+			m.opts.OnTakedown(b.Channel, b.ID, ev.Reason)
+		}
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
