@@ -16,6 +16,7 @@ import (
 
 	"github.com/onairhq/onair/ingest"
 	"github.com/onairhq/onair/internal/clientip"
+	"github.com/onairhq/onair/moderation"
 )
 
 // Config is every setting of `onair serve`. Each field tagged `key` is settable, in
@@ -90,10 +91,15 @@ type Config struct {
 	ModerationTimeout   time.Duration `key:"moderation-timeout" help:"time limit of each screener"`
 	ModerationBan       time.Duration `key:"moderation-ban" help:"how long a blocked channel may not publish, unless the verdict says"`
 	ModerationThumbs    time.Duration `key:"moderation-thumbnail-interval" help:"without screeners, how old a thumbnail may get before a request decodes a newer keyframe"`
-	FFmpegPath          string        `key:"ffmpeg" help:"ffmpeg binary used to decode keyframes for screening"`
+	ModerationMaxBan    time.Duration `key:"moderation-max-ban" help:"longest republish ban a screening verdict may ask for; longer ones are cut to it"`
+	ModerationDecoders  int           `key:"moderation-decoders" help:"decoder workers shared by all channels, and so the most ffmpeg processes at once (0: one per CPU Go uses)"`
+	ModerationQueue     int           `key:"moderation-decode-queue" help:"keyframes that may wait for a decoder; one more is dropped and counts as a screening failure"`
+	ModerationIdle      time.Duration `key:"moderation-decoder-idle" help:"how long an unused ffmpeg decoder process is kept before it is stopped"`
+	FFmpegPath          string        `key:"ffmpeg" help:"ffmpeg binary used to decode keyframes for screening and thumbnails"`
 }
 
 func defaultConfig() Config {
+	mod := moderation.DefaultOptions()
 	return Config{
 		RTMPAddr:  ":1935",
 		HTTPAddr:  ":8080",
@@ -143,6 +149,9 @@ func defaultConfig() Config {
 		ModerationTimeout:   5 * time.Second,
 		ModerationBan:       10 * time.Minute,
 		ModerationThumbs:    10 * time.Second,
+		ModerationMaxBan:    mod.MaxBan,
+		ModerationQueue:     mod.DecodeQueue,
+		ModerationIdle:      mod.DecoderIdle,
 		FFmpegPath:          "ffmpeg",
 	}
 }
@@ -406,6 +415,18 @@ func (c *Config) validate() error {
 	}
 	if c.ModerationInterval <= 0 {
 		bad("moderation-interval", "must be positive")
+	}
+	if c.ModerationMaxBan <= 0 || c.ModerationMaxBan < c.ModerationBan {
+		bad("moderation-max-ban", "must be positive and at least moderation-ban")
+	}
+	if c.ModerationDecoders < 0 {
+		bad("moderation-decoders", "must not be negative")
+	}
+	if c.ModerationQueue < 1 {
+		bad("moderation-decode-queue", "must be at least 1")
+	}
+	if c.ModerationIdle <= 0 {
+		bad("moderation-decoder-idle", "must be positive")
 	}
 	for key, u := range map[string]string{"publish-auth-webhook": c.PublishWebhook, "moderation-webhook": c.ModerationWebhook, "public-url": c.PublicURL} {
 		if u == "" {

@@ -138,6 +138,10 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"zero per-address cap", []string{"--rtmp-conns-per-ip", "0"}, nil, "rtmp-conns-per-ip"},
 		{"no publish time", []string{"--rtmp-publish-timeout", "0s"}, nil, "rtmp-publish-timeout"},
 		{"negative idle", []string{"--rtmp-idle-timeout", "-1s"}, nil, "rtmp-idle-timeout"},
+		{"max ban below the default ban", []string{"--moderation-max-ban", "1m"}, nil, "moderation-max-ban"},
+		{"negative decoders", nil, map[string]string{"ONAIR_MODERATION_DECODERS": "-1"}, "moderation-decoders"},
+		{"no decode queue", []string{"--moderation-decode-queue", "0"}, nil, "moderation-decode-queue"},
+		{"decoder idle", []string{"--config", write("moderation-decoder-idle: 0s\n")}, nil, "moderation-decoder-idle"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
