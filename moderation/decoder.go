@@ -61,6 +61,9 @@ type DecoderOptions struct {
 	Quality int
 }
 
+// decodable reports whether a Decoder takes the codec.
+func decodable(c ingest.Codec) bool { return c == ingest.CodecH264 || c == ingest.CodecHEVC }
+
 // StartDecoder starts an ffmpeg process decoding keyframes of the given codec.
 func StartDecoder(opts DecoderOptions) (*Decoder, error) {
 	if opts.FFmpegPath == "" {

@@ -210,8 +210,10 @@ func (m *Moderator) Consume(ctx context.Context, b *ingest.Broadcast, feed *inge
 	if v := b.Tracks.Video; v == nil {
 		st.cleared = true // nothing to see
 	} else {
-		st.track = lowDelayTrack(v, log)
-		st.key = keyFor(v, b.ID, m.opts.FrameWidth)
+		st.track, st.key = v, keyFor(v, b.ID, m.opts.FrameWidth)
+		if decodable(v.Codec) {
+			st.track = lowDelayTrack(v, log)
+		}
 	}
 	m.mu.Lock()
 	m.channels[b.Channel] = st

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"time"
@@ -103,9 +104,16 @@ func (m *Moderator) screenNext(ctx context.Context, st *broadcastState, log *slo
 }
 
 // decode has the pool decode req, unless frames cannot be decoded at all.
+// A codec the decoder does not take never reaches the pool, where its
+// failure would count against a worker shared with everyone.
 func (m *Moderator) decode(ctx context.Context, req *decodeRequest) ([]byte, error) {
-	if m.ffmpegErr != nil {
-		return nil, m.ffmpegErr
+	err := m.ffmpegErr
+	if err == nil && !decodable(req.key.codec) {
+		err = fmt.Errorf("decoding keyframe: codec %q is not supported", req.key.codec)
+	}
+	if err != nil {
+		req.take() // the frame is spent: the next try is on a newer one
+		return nil, err
 	}
 	return m.pool.decode(ctx, req)
 }
