@@ -38,6 +38,7 @@ func encodeBroadcastClip(t testing.TB, seconds int) clip {
 	}
 	c := splitAnnexB(ingest.CodecH264, data)
 	c.fps = 30
+	frameSize(t, &c.track)
 	for i := range c.aus {
 		d := time.Duration(i) * time.Second / 30
 		c.aus[i].DTS, c.aus[i].PTS = d, d

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+
 	"github.com/onairhq/onair/ingest"
 )
 
@@ -56,6 +59,7 @@ func encodeClip(t testing.TB, graph string, codec ingest.Codec, fps, gop int) cl
 	}
 	c := splitAnnexB(codec, data)
 	c.fps = fps
+	frameSize(t, &c.track)
 	for i := range c.aus {
 		d := time.Duration(i) * time.Second / time.Duration(fps)
 		c.aus[i].DTS, c.aus[i].PTS = d, d
@@ -64,6 +68,24 @@ func encodeClip(t testing.TB, graph string, codec ingest.Codec, fps, gop int) cl
 		t.Fatalf("no access units in %d bytes", len(data))
 	}
 	return c
+}
+
+// frameSize sets the track's size from its SPS, as ingest does.
+func frameSize(t testing.TB, v *ingest.VideoTrack) {
+	t.Helper()
+	if v.Codec == ingest.CodecHEVC {
+		var s h265.SPS
+		if err := s.Unmarshal(v.SPS); err != nil {
+			t.Fatal(err)
+		}
+		v.Width, v.Height = s.Width(), s.Height()
+		return
+	}
+	var s h264.SPS
+	if err := s.Unmarshal(v.SPS); err != nil {
+		t.Fatal(err)
+	}
+	v.Width, v.Height = s.Width(), s.Height()
 }
 
 // splitAnnexB parses an Annex-B elementary stream into access units,

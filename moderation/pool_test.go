@@ -7,6 +7,7 @@ import (
 	"image/jpeg"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -285,4 +286,42 @@ func TestPoolRestartBackoff(t *testing.T) {
 	mt.mu.Lock()
 	t.Logf("stops by reason: %v", mt.stops)
 	mt.mu.Unlock()
+}
+
+// TestDecodersShared: broadcasts of one kind screened at once share the
+// pool's processes: one worker, one process, started once, none left after
+// Close.
+func TestDecodersShared(t *testing.T) {
+	c := encodeClip(t, "testsrc2=s=640x360:r=30:d=3", ingest.CodecH264, 30, 15)
+	if n := len(ffmpegChildren(t)); n != 0 {
+		t.Skipf("%d ffmpeg children already running", n)
+	}
+	opts := DefaultOptions()
+	opts.Interval = 500 * time.Millisecond
+	opts.Decoders = 1
+	opts.Screeners = []Screener{allowAll{}}
+	opts.Logger = quietLogger()
+	m := newModerator(t, opts)
+	var most int
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			play(t, m, newHub(), c, "ch"+strconv.Itoa(i), 0, func(time.Duration) {
+				if i == 0 {
+					most = max(most, len(ffmpegChildren(t)))
+				}
+			})
+		}()
+	}
+	wg.Wait()
+	decoded, _ := strconv.Atoi(metricValue(m, "onair_moderation_frames_decoded_total"))
+	if starts := metricValue(m, "onair_moderation_decoder_starts_total"); starts != "1" || most != 1 || decoded < 6 {
+		t.Errorf("%s processes started, at most %d at once, %d frames decoded; want 1, 1, at least 6", starts, most, decoded)
+	}
+	m.Close()
+	if pids := ffmpegChildren(t); len(pids) != 0 {
+		t.Errorf("ffmpeg processes left after Close: %v", pids)
+	}
 }

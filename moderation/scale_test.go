@@ -340,6 +340,7 @@ func encodeGoodThenBad(t *testing.T) (good, bad clip) {
 		t.Fatal(err)
 	}
 	c := splitAnnexB(ingest.CodecH264, data)
+	frameSize(t, &c.track)
 	split := -1
 	for i := 4*30 - 5; i < len(c.aus) && split < 0; i++ {
 		if c.aus[i].Key {
