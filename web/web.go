@@ -24,7 +24,7 @@ import (
 // HLSVersion is the hls.js version the pages are written against. It must
 // match the version pinned in package.json and package-lock.json; the CDN
 // fallback loads exactly this version.
-const HLSVersion = "1.6.19"
+const HLSVersion = "1.7.4"
 
 // hlsCDNHost and hlsCDNURL locate the public copy of hls.js used when the
 // binary was built without a vendored one (see scripts/vendor-hls).
@@ -33,7 +33,7 @@ const (
 	hlsCDNURL  = hlsCDNHost + "/npm/hls.js@" + HLSVersion + "/dist/hls.min.js"
 	// hlsCDNIntegrity is the Subresource Integrity hash of dist/hls.min.js in
 	// the npm tarball of HLSVersion (openssl dgst -sha384 -binary | base64).
-	hlsCDNIntegrity = "sha384-eIepVstlIv9sSqP0mAsB37yZCJzcs0Y9qhxne7qDj9mO6EneOgR3uvZy28Xn6XqH"
+	hlsCDNIntegrity = "sha384-p9vgU/7IYJWd3I4STrtqxqR/2cAQlhIX7D/HrTnIMEjjcUox165b7se7sxmm3zDg"
 )
 
 const vendoredHLS = "static/vendor/hls.min.js"
