@@ -75,9 +75,22 @@ type playState struct {
 	LongestStall  float64           `json:"longestStall"`
 	Behind        []float64         `json:"behind"`
 	BehindMissing int               `json:"behindMissing"`
+	MinRate       *float64          `json:"minRate"`
+	MaxRate       *float64          `json:"maxRate"`
+	DroppedFrames int               `json:"droppedFrames"`
+	TotalFrames   int               `json:"totalFrames"`
+	Holes         []bufferHole      `json:"holes"`
 	Errors        []json.RawMessage `json:"errors"`
 	Fatal         []json.RawMessage `json:"fatal"`
 	Exceptions    []string          `json:"exceptions"`
+	LibMs         *float64          `json:"libMs"`
+}
+
+// bufferHole is a gap between two buffered ranges of one SourceBuffer.
+type bufferHole struct {
+	Type  string  `json:"type"`
+	Start float64 `json:"start"`
+	End   float64 `json:"end"`
 }
 
 // playerResult is one row of the summary table.
@@ -307,7 +320,18 @@ func playLive(t *testing.T, site, src string, c playerCase, st *playState) {
 	if len(st.Exceptions) > 0 {
 		t.Logf("page exceptions: %q", st.Exceptions)
 	}
+	if len(st.Holes) > 0 {
+		var hs []string
+		for _, h := range st.Holes {
+			hs = append(hs, fmt.Sprintf("%s %.3f–%.3f (%.0f ms)", h.Type, h.Start, h.End, 1000*(h.End-h.Start)))
+		}
+		t.Logf("holes between buffered ranges: %s", strings.Join(hs, "; "))
+	}
 
+	if st.StartMs == nil || *st.StartMs > float64(maxStart.Milliseconds()) {
+		reqs, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.__requests())`))
+		t.Logf("start: player script loaded at %s; first requests to onair [path, start ms, end ms]: %s", msOrNever(st.LibMs), reqs)
+	}
 	switch {
 	case st.StartMs == nil:
 		t.Errorf("never started: no frame had played %s after the page loaded (first frame presented: %s)", startPatience, msOrNever(st.FirstFrameMs))
@@ -339,8 +363,12 @@ func describePlay(st playState) string {
 	if st.Wall > 0 {
 		adv = 100 * st.Played / st.Wall
 	}
-	return fmt.Sprintf("started %.2f s after page load (first frame %s); advanced %.2f s in %.2f s (%.1f %%), jumps %.2f s, seeks %d, stalls %d, longest stall %.2f s; behind live: %s (%d samples without a date)",
-		*st.StartMs/1000, msOrNever(st.FirstFrameMs), st.Played, st.Wall, adv, st.Jumped, st.Seeks, st.Waits, st.LongestStall, summarize(st.Behind), st.BehindMissing)
+	rate := "?"
+	if st.MinRate != nil && st.MaxRate != nil {
+		rate = fmt.Sprintf("%.2f–%.2f", *st.MinRate, *st.MaxRate)
+	}
+	return fmt.Sprintf("started %.2f s after page load (first frame %s); advanced %.2f s in %.2f s (%.1f %%), jumps %.2f s, seeks %d, stalls %d, longest stall %.2f s, playback rate %s, frames dropped %d of %d; behind live: %s (%d samples without a date)",
+		*st.StartMs/1000, msOrNever(st.FirstFrameMs), st.Played, st.Wall, adv, st.Jumped, st.Seeks, st.Waits, st.LongestStall, rate, st.DroppedFrames, st.TotalFrames, summarize(st.Behind), st.BehindMissing)
 }
 
 func msOrNever(ms *float64) string {

@@ -26,6 +26,12 @@ const state = (window.__play = {
   longestStall: 0, // longest wall time in seconds without currentTime advancing, after the first frame
   behind: [], // seconds behind live, sampled every 500 ms after the start
   behindMissing: 0, // samples where the player had no date for its position
+  minRate: null, // lowest and highest playbackRate seen after the first frame
+  maxRate: null,
+  droppedFrames: 0, // decoded frames the browser dropped (getVideoPlaybackQuality)
+  totalFrames: 0,
+  holes: [], // gaps between buffered ranges of each SourceBuffer: {type, start, end}
+  libMs: null, // when the player's script had loaded
   errors: [], // every error the player reported (the last 100)
   fatal: [], // errors the player gave up on
   exceptions: [], // uncaught page exceptions
@@ -46,11 +52,46 @@ video.addEventListener("error", () =>
   record({ type: "media-element", details: video.error ? `${video.error.code} ${video.error.message}` : "", fatal: true }),
 );
 
+// Every SourceBuffer any player creates, to find holes in what it appended
+// (the media element only shows the intersection of audio and video).
+const sourceBuffers = [];
+for (const MS of [window.MediaSource, window.ManagedMediaSource]) {
+  if (!MS) continue;
+  const add = MS.prototype.addSourceBuffer;
+  MS.prototype.addSourceBuffer = function (type) {
+    const sb = add.call(this, type);
+    sourceBuffers.push({ type, sb });
+    return sb;
+  };
+}
+
+function recordHoles() {
+  for (const { type, sb } of sourceBuffers) {
+    let r;
+    try {
+      r = sb.buffered;
+    } catch (e) {
+      continue; // removed from its MediaSource
+    }
+    for (let i = 1; i < r.length; i++) {
+      const start = Math.round(r.end(i - 1) * 1000) / 1000;
+      const end = Math.round(r.start(i) * 1000) / 1000;
+      if (!state.holes.some((h) => h.type === type && h.start === start && h.end === end)) {
+        state.holes.push({ type, start, end });
+        if (state.holes.length > 50) state.holes.shift();
+      }
+    }
+  }
+}
+
 function load(tag, attrs) {
   return new Promise((resolve, reject) => {
     const el = document.createElement(tag);
     Object.assign(el, attrs);
-    el.onload = resolve;
+    el.onload = () => {
+      if (tag === "script") state.libMs = performance.now();
+      resolve();
+    };
     el.onerror = () => reject(new Error(`cannot load ${attrs.src || attrs.href}`));
     document.head.appendChild(el);
   });
@@ -190,7 +231,17 @@ function sample() {
   seekedSinceSample = false;
   last = { now, ct };
   state.wall = (now - state.firstFrameMs) / 1000;
-  if (state.startMs !== null && ++ticks % 5 === 0) {
+  const rate = video.playbackRate;
+  state.minRate = state.minRate === null ? rate : Math.min(state.minRate, rate);
+  state.maxRate = state.maxRate === null ? rate : Math.max(state.maxRate, rate);
+  const every500ms = ++ticks % 5 === 0;
+  if (every500ms) {
+    recordHoles();
+    const q = video.getVideoPlaybackQuality();
+    state.droppedFrames = q.droppedVideoFrames;
+    state.totalFrames = q.totalVideoFrames;
+  }
+  if (state.startMs !== null && every500ms) {
     let d = null;
     try {
       d = playerDate();
@@ -219,3 +270,14 @@ async function main() {
 }
 
 main().catch((e) => record({ type: "page", details: String(e.message || e), fatal: true }));
+
+// requests lists the first requests to the stream's origin, for a start that
+// took too long: [path, start, end] in ms after navigation start.
+window.__requests = () => {
+  const origin = new URL(params.get("src")).origin;
+  return performance
+    .getEntriesByType("resource")
+    .filter((e) => e.name.startsWith(origin))
+    .slice(0, 20)
+    .map((e) => [e.name.slice(origin.length), Math.round(e.startTime), Math.round(e.responseEnd)]);
+};
