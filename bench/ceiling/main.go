@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/onairhq/onair/bench/internal/machine"
 	"github.com/onairhq/onair/load"
 )
 
@@ -151,7 +152,7 @@ func run(ctx context.Context, c config) error {
 			return fmt.Errorf("-servers: unknown server %q", name)
 		}
 	}
-	m := describeMachine()
+	m := machine.Describe()
 	started := time.Now()
 	var results []*result
 	for _, sys := range systems {
@@ -161,7 +162,7 @@ func run(ctx context.Context, c config) error {
 		}
 		results = append(results, r)
 	}
-	m.loadAfter = loadAverage()
+	m.LoadAfter = machine.LoadAverage()
 	report(os.Stdout, c, m, systems, results, time.Since(started))
 	return nil
 }

@@ -3,53 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/onairhq/onair/bench/internal/machine"
 )
-
-// machine describes where the run happened.
-type machine struct {
-	nproc, cpu, mem, kernel, ffmpeg string
-	loadBefore, loadAfter           string
-}
-
-func describeMachine() machine {
-	m := machine{
-		nproc:      output("nproc"),
-		kernel:     output("uname", "-sr"),
-		ffmpeg:     strings.TrimPrefix(strings.Fields(output("ffmpeg", "-version") + " ? ?")[2], "version "),
-		loadBefore: loadAverage(),
-	}
-	if out, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(out), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if lscpu := output("sh", "-c", "lscpu | sed -n 's/^Model name: *//p;s/^Hypervisor vendor: *//p' | paste -sd ' '"); lscpu != "?" && lscpu != "" {
-		m.cpu = lscpu
-	}
-	if free := output("sh", "-c", "free -h | awk '/^Mem:/ {print $2 \" RAM, \" $7 \" available\"}'"); free != "?" {
-		m.mem = free
-	}
-	return m
-}
-
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
 
 func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
 
@@ -65,15 +24,15 @@ func cell(t *trial) string {
 	return fmt.Sprintf("%s; %.2f %% CPU/stream; %s/stream", s, 100*t.cpu/float64(t.n), mib(t.memPerStream()))
 }
 
-func report(w io.Writer, c config, m machine, systems []system, results []*result, took time.Duration) {
+func report(w io.Writer, c config, m machine.Description, systems []system, results []*result, took time.Duration) {
 	fmt.Fprintf(w, "### Ingest ceiling (%s, bench/ceiling, %v)\n\n", time.Now().UTC().Format("2006-01-02"), took.Round(time.Minute))
 	fmt.Fprintf(w, "Machine: `nproc` %s; %s; %s; %s; load average %s before the run, %s after.\n",
-		m.nproc, m.cpu, m.mem, m.kernel, m.loadBefore, m.loadAfter)
+		m.Nproc, m.CPU, m.Mem, m.Kernel, m.LoadBefore, m.LoadAfter)
 	var vs []string
 	for _, s := range systems {
 		vs = append(vs, s.name+" "+s.version)
 	}
-	fmt.Fprintf(w, "Servers: %s. ffmpeg %s; load tool built with %s.\n", strings.Join(vs, "; "), m.ffmpeg, runtime.Version())
+	fmt.Fprintf(w, "Servers: %s. ffmpeg %s; load tool built with %s.\n", strings.Join(vs, "; "), m.FFmpeg, runtime.Version())
 	media := c.trial.media
 	fmt.Fprintf(w, "Input: %.0f s of 720p30 H.264 (libx264, B-frames, 3 Mbit/s CBR, a keyframe every second) and AAC 128 kbit/s in FLV, %.2f Mbit/s overall, looped with rising timestamps.\n",
 		media.Duration().Seconds(), media.Bitrate()/1e6)

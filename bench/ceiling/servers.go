@@ -7,7 +7,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/onairhq/onair/bench/internal/machine"
+	"github.com/onairhq/onair/bench/internal/procstat"
 	"github.com/onairhq/onair/load"
 )
 
@@ -37,26 +40,35 @@ type system struct {
 
 // ports picks a free RTMP and HTTP port.
 func ports() (int, int, error) {
-	rp, err := freePort()
+	rp, err := procstat.FreePort()
 	if err != nil {
 		return 0, 0, err
 	}
-	hp, err := freePort()
+	hp, err := procstat.FreePort()
 	return rp, hp, err
+}
+
+// startTimeout bounds a server's start, until its HTTP port answers.
+const startTimeout = 15 * time.Second
+
+// start starts a server in the directory of logPath, where its output goes
+// (MediaMTX, for one, writes files into its working directory).
+func start(logPath, name string, args ...string) (*procstat.Proc, error) {
+	return procstat.Start(procstat.Command{Name: name, Args: args, Dir: filepath.Dir(logPath), Log: logPath})
 }
 
 // onair runs `onair serve` with n channels b0.. (keys benchkey0000..) from a
 // configuration file and no per-IP connection limit: every publisher
 // comes from 127.0.0.1.
 type onairServer struct {
-	p      *proc
+	p      *procstat.Proc
 	rp, hp int
 }
 
 func onairSystem(bin string, extra []string) system {
 	return system{
 		name:    "onair",
-		version: strings.TrimPrefix(output(bin, "version"), "onair "),
+		version: strings.TrimPrefix(machine.Output(bin, "version"), "onair "),
 		start: func(ctx context.Context, dir string, n int) (server, error) {
 			rp, hp, err := ports()
 			if err != nil {
@@ -78,12 +90,12 @@ func onairSystem(bin string, extra []string) system {
 				"--log-level", "warn",
 				"--rtmp-conns-per-ip", "-1",
 			}, extra...)
-			p, err := startProc(filepath.Join(dir, "onair.log"), bin, args...)
+			p, err := start(filepath.Join(dir, "onair.log"), bin, args...)
 			if err != nil {
 				return nil, err
 			}
 			s := &onairServer{p: p, rp: rp, hp: hp}
-			if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", hp)); err != nil {
+			if err := procstat.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", hp), startTimeout); err != nil {
 				s.stop()
 				return nil, fmt.Errorf("onair did not start (see %s): %w", filepath.Join(dir, "onair.log"), err)
 			}
@@ -99,10 +111,10 @@ func (s *onairServer) stream(i int) load.Stream {
 func (s *onairServer) playlistURL() string {
 	return fmt.Sprintf("http://127.0.0.1:%d/hls/{channel}/index.m3u8", s.hp)
 }
-func (s *onairServer) pid() int              { return s.p.pid() }
+func (s *onairServer) pid() int              { return s.p.Pid() }
 func (s *onairServer) files() int64          { return 0 }
-func (s *onairServer) exited() (bool, error) { return s.p.exited() }
-func (s *onairServer) stop()                 { s.p.stop() }
+func (s *onairServer) exited() (bool, error) { return s.p.Exited() }
+func (s *onairServer) stop()                 { _ = s.p.Stop() }
 
 // nginxConf is nginx-rtmp with HLS on, cut like onair's default output: 1 s
 // fragments (at the 1 s keyframes) and a 7 s playlist, served by nginx's
@@ -149,14 +161,14 @@ http {
 `
 
 type nginxServer struct {
-	p      *proc
+	p      *procstat.Proc
 	hls    string
 	rp, hp int
 }
 
 func nginxSystem(bin string) system {
-	version := strings.TrimPrefix(output(bin, "-v"), "nginx version: ")
-	version += ", libnginx-mod-rtmp " + output("dpkg-query", "-W", "-f", "${Version}", "libnginx-mod-rtmp")
+	version := strings.TrimPrefix(machine.Output(bin, "-v"), "nginx version: ")
+	version += ", libnginx-mod-rtmp " + machine.Output("dpkg-query", "-W", "-f", "${Version}", "libnginx-mod-rtmp")
 	return system{
 		name:    "nginx-rtmp",
 		version: version,
@@ -184,13 +196,13 @@ func nginxSystem(bin string) system {
 			if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 				return nil, err
 			}
-			p, err := startProc(filepath.Join(dir, "nginx.log"), bin, "-p", dir, "-c", confPath)
+			p, err := start(filepath.Join(dir, "nginx.log"), bin, "-p", dir, "-c", confPath)
 			if err != nil {
 				os.RemoveAll(hls)
 				return nil, err
 			}
 			s := &nginxServer{p: p, hls: hls, rp: rp, hp: hp}
-			if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/", hp)); err != nil {
+			if err := procstat.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/", hp), startTimeout); err != nil {
 				s.stop()
 				return nil, fmt.Errorf("nginx did not start (see %s): %w", dir, err)
 			}
@@ -206,11 +218,11 @@ func (s *nginxServer) stream(i int) load.Stream {
 func (s *nginxServer) playlistURL() string {
 	return fmt.Sprintf("http://127.0.0.1:%d/hls/{channel}/index.m3u8", s.hp)
 }
-func (s *nginxServer) pid() int              { return s.p.pid() }
-func (s *nginxServer) files() int64          { return dirBytes(s.hls) }
-func (s *nginxServer) exited() (bool, error) { return s.p.exited() }
+func (s *nginxServer) pid() int              { return s.p.Pid() }
+func (s *nginxServer) files() int64          { return procstat.DirBytes(s.hls) }
+func (s *nginxServer) exited() (bool, error) { return s.p.Exited() }
 func (s *nginxServer) stop() {
-	s.p.stop()
+	_ = s.p.Stop()
 	os.RemoveAll(s.hls)
 }
 
@@ -241,14 +253,14 @@ paths:
 `
 
 type mediamtxServer struct {
-	p      *proc
+	p      *procstat.Proc
 	rp, hp int
 }
 
 func mediamtxSystem(bin string) system {
 	return system{
 		name:    "MediaMTX",
-		version: output(bin, "--version"),
+		version: machine.Output(bin, "--version"),
 		start: func(ctx context.Context, dir string, n int) (server, error) {
 			rp, hp, err := ports()
 			if err != nil {
@@ -259,12 +271,12 @@ func mediamtxSystem(bin string) system {
 			if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 				return nil, err
 			}
-			p, err := startProc(filepath.Join(dir, "mediamtx.log"), bin, confPath)
+			p, err := start(filepath.Join(dir, "mediamtx.log"), bin, confPath)
 			if err != nil {
 				return nil, err
 			}
 			s := &mediamtxServer{p: p, rp: rp, hp: hp}
-			if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/", hp)); err != nil {
+			if err := procstat.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/", hp), startTimeout); err != nil {
 				s.stop()
 				return nil, fmt.Errorf("MediaMTX did not start (see %s): %w", dir, err)
 			}
@@ -280,7 +292,7 @@ func (s *mediamtxServer) stream(i int) load.Stream {
 func (s *mediamtxServer) playlistURL() string {
 	return fmt.Sprintf("http://127.0.0.1:%d/live/{channel}/index.m3u8", s.hp)
 }
-func (s *mediamtxServer) pid() int              { return s.p.pid() }
+func (s *mediamtxServer) pid() int              { return s.p.Pid() }
 func (s *mediamtxServer) files() int64          { return 0 }
-func (s *mediamtxServer) exited() (bool, error) { return s.p.exited() }
-func (s *mediamtxServer) stop()                 { s.p.stop() }
+func (s *mediamtxServer) exited() (bool, error) { return s.p.Exited() }
+func (s *mediamtxServer) stop()                 { _ = s.p.Stop() }

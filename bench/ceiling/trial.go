@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onairhq/onair/bench/internal/procstat"
 	"github.com/onairhq/onair/load"
 )
 
@@ -70,7 +71,7 @@ func runTrial(ctx context.Context, sys system, n int, c trialConfig) (*trial, er
 	if err := sleep(ctx, time.Second); err != nil {
 		return nil, err
 	}
-	t.idleRSS = sampleTree(srv.pid()).rss
+	t.idleRSS = procstat.SampleTree(srv.pid()).RSS
 
 	target, err := load.ParseTarget(srv.rtmpURL())
 	if err != nil {
@@ -116,27 +117,27 @@ func runTrial(ctx context.Context, sys system, n int, c trialConfig) (*trial, er
 	defer stopWatch()
 	watch := load.StartWatch(wctx, load.WatchOptions{URLs: urls})
 	self := os.Getpid()
-	u0, tool0, t0 := sampleTree(srv.pid()), mustCPU(self), time.Now()
+	u0, tool0, t0 := procstat.SampleTree(srv.pid()), mustCPU(self), time.Now()
 	var rssSum, filesSum, samples int64
 	for time.Since(t0) < c.window {
 		if err := sleep(ctx, time.Second); err != nil {
 			return nil, err
 		}
-		u := sampleTree(srv.pid())
-		rssSum, filesSum, samples = rssSum+u.rss, filesSum+srv.files(), samples+1
+		u := procstat.SampleTree(srv.pid())
+		rssSum, filesSum, samples = rssSum+u.RSS, filesSum+srv.files(), samples+1
 		if dead, err := srv.exited(); dead {
 			t.why = append(t.why, fmt.Sprintf("server exited: %v", err))
 			break
 		}
 	}
-	u1, tool1 := sampleTree(srv.pid()), mustCPU(self)
+	u1, tool1 := procstat.SampleTree(srv.pid()), mustCPU(self)
 	t.window = time.Since(t0)
 	stopWatch()
 	playlists := watch.Wait()
 	run.Stop()
 	res := run.Wait()
 
-	t.cpu = (u1.cpu - u0.cpu).Seconds() / t.window.Seconds()
+	t.cpu = (u1.CPU - u0.CPU).Seconds() / t.window.Seconds()
 	t.toolCPU = (tool1 - tool0).Seconds() / t.window.Seconds()
 	if samples > 0 {
 		t.rss, t.files = rssSum/samples, filesSum/samples
@@ -197,7 +198,7 @@ func (t *trial) verdict() string {
 }
 
 func mustCPU(pid int) time.Duration {
-	d, _ := cpuTime(pid, false)
+	d, _ := procstat.CPUTime(pid, false)
 	return d
 }
 

@@ -23,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/onairhq/onair/bench/internal/procstat"
 )
 
 type config struct {
@@ -223,12 +225,12 @@ func resourceRun(ctx context.Context, c config, dir, input, which string, n int)
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		return r, err
 	}
-	r.idleRSS = sample(srv.pids()).rss
+	r.idleRSS = procstat.Sample(srv.pids(), false).RSS
 	log.Printf("%s: %d streams, idle RSS %s", which, n, mib(r.idleRSS))
-	var pubs []*proc
+	var pubs []*procstat.Proc
 	defer func() {
 		for _, p := range pubs {
-			p.stop()
+			p.Stop()
 		}
 	}()
 	for i := range n {
@@ -247,9 +249,9 @@ func resourceRun(ctx context.Context, c config, dir, input, which string, n int)
 		}
 	}
 	withChildren(false)
-	a := sample(srv.pids())
+	a := procstat.Sample(srv.pids(), false)
 	withChildren(true)
-	aAll := sample(srv.pids())
+	aAll := procstat.Sample(srv.pids(), false)
 	t0 := time.Now()
 	var rssSum, rssAllSum int64
 	var k int64
@@ -258,26 +260,24 @@ func resourceRun(ctx context.Context, c config, dir, input, which string, n int)
 			return r, err
 		}
 		withChildren(false)
-		rssSum += sample(srv.pids()).rss
+		rssSum += procstat.Sample(srv.pids(), false).RSS
 		withChildren(true)
-		rssAllSum += sample(srv.pids()).rss
+		rssAllSum += procstat.Sample(srv.pids(), false).RSS
 		k++
 		for i, p := range pubs {
-			select {
-			case err := <-p.done:
+			if ended, err := p.Exited(); ended {
 				return r, fmt.Errorf("publisher %d ended: %v", i, err)
-			default:
 			}
 		}
 	}
 	r.window = playlistWindow(ctx, srv.playlistURL(0))
 	withChildren(false)
-	b := sample(srv.pids())
+	b := procstat.Sample(srv.pids(), false)
 	withChildren(true)
-	bAll := sample(srv.pids())
+	bAll := procstat.Sample(srv.pids(), false)
 	el := time.Since(t0).Seconds()
-	r.cpu = (b.cpu - a.cpu).Seconds() / el
-	r.cpuChildren = (bAll.cpu - aAll.cpu).Seconds() / el
+	r.cpu = (b.CPU - a.CPU).Seconds() / el
+	r.cpuChildren = (bAll.CPU - aAll.CPU).Seconds() / el
 	r.rss, r.rssAll = rssSum/k, rssAllSum/k
 	if which != "onair" {
 		r.cpuChildren, r.rssAll = r.cpu, r.rss
@@ -446,7 +446,7 @@ func player(ctx context.Context, c config, dir, input string) error {
 				res[which] = append(res[which], r)
 			}
 		}
-		pub.stop()
+		pub.Stop()
 		srv.stop()
 		if err != nil {
 			return fmt.Errorf("%s: %w", which, err)

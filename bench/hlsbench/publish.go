@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onairhq/onair/bench/internal/procstat"
 	"github.com/sirupsen/logrus"
 	"github.com/yutopp/go-rtmp"
 	rtmpmsg "github.com/yutopp/go-rtmp/message"
@@ -33,20 +34,20 @@ func makeInput(ctx context.Context, path string, dur time.Duration) error {
 		return err
 	}
 	select {
-	case err := <-p.done:
-		if err != nil {
+	case <-p.Done():
+		if err := p.Err(); err != nil {
 			return fmt.Errorf("encoding the input (see %s.log): %w", path, err)
 		}
 		return nil
 	case <-ctx.Done():
-		p.stop()
+		p.Stop()
 		return ctx.Err()
 	}
 }
 
 // startFFmpegPublisher publishes the input in a loop in real time, as a
 // broadcaster would: ffmpeg -re -stream_loop -1 -c copy.
-func startFFmpegPublisher(input, to, logPath string) (*proc, error) {
+func startFFmpegPublisher(input, to, logPath string) (*procstat.Proc, error) {
 	return startProc("ffmpeg", logPath, "-hide_banner", "-loglevel", "error", "-nostdin",
 		"-re", "-stream_loop", "-1", "-i", input, "-c", "copy", "-f", "flv", to)
 }

@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/onairhq/onair/bench/internal/procstat"
 )
 
 // server is one system under test: where to publish, where to read the HLS
@@ -30,83 +27,17 @@ type server interface {
 	stop() error
 }
 
-// freePort asks the kernel for a free loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// startTimeout bounds a server's start, until its HTTP port answers.
+const startTimeout = 10 * time.Second
 
-// proc is a child process owned by the benchmark, in its own process group.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func startProc(name string, logPath string, args ...string) (*proc, error) {
-	cmd := exec.Command(name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if logPath != "" {
-		f, err := os.Create(logPath)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		cmd.Stdout, cmd.Stderr = f, f
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &proc{cmd: cmd, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
-	return p, nil
-}
-
-// stop sends SIGTERM to the process group, then SIGKILL after 5 s.
-func (p *proc) stop() error {
-	pgid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		return ignoreSignal(err)
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		return ignoreSignal(<-p.done)
-	}
-}
-
-func ignoreSignal(err error) error {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && !ee.Exited() {
-		return nil // ended by our signal
-	}
-	return err
-}
-
-// waitHTTP polls url until it answers at all, for up to 10 s.
-func waitHTTP(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-		if res, err := http.DefaultClient.Do(req); err == nil {
-			res.Body.Close()
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w", url, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+// startProc starts name with its output in logPath ("" discards it).
+func startProc(name string, logPath string, args ...string) (*procstat.Proc, error) {
+	return procstat.Start(procstat.Command{Name: name, Args: args, Log: logPath})
 }
 
 // onair runs `onair serve` with nchan channels b0..b{n-1}.
 type onairServer struct {
-	p                  *proc
+	p                  *procstat.Proc
 	rtmpPort, httpPort int
 	withChildren       bool
 }
@@ -114,11 +45,11 @@ type onairServer struct {
 func streamKey(i int) string { return fmt.Sprintf("benchkey%02d", i) }
 
 func startOnair(ctx context.Context, bin, dir string, nchan int, extra []string) (*onairServer, error) {
-	rp, err := freePort()
+	rp, err := procstat.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	hp, err := freePort()
+	hp, err := procstat.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +68,7 @@ func startOnair(ctx context.Context, bin, dir string, nchan int, extra []string)
 		return nil, err
 	}
 	s := &onairServer{p: p, rtmpPort: rp, httpPort: hp}
-	if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", hp)); err != nil {
+	if err := procstat.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", hp), startTimeout); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("onair did not start (see %s): %w", filepath.Join(dir, "onair.log"), err)
 	}
@@ -158,17 +89,17 @@ func (s *onairServer) entryURL(i int) string {
 // pids is the onair process, plus its children (the moderation decoders)
 // when withChildren is set.
 func (s *onairServer) pids() []int {
-	pid := s.p.cmd.Process.Pid
+	pid := s.p.Pid()
 	if s.withChildren {
-		return append([]int{pid}, children(pid)...)
+		return append([]int{pid}, procstat.Descendants(pid)...)
 	}
 	return []int{pid}
 }
-func (s *onairServer) stop() error { return s.p.stop() }
+func (s *onairServer) stop() error { return s.p.Stop() }
 
 // nginxServer runs nginx with the RTMP module and HLS on.
 type nginxServer struct {
-	p                  *proc
+	p                  *procstat.Proc
 	dir                string
 	rtmpPort, httpPort int
 }
@@ -217,11 +148,11 @@ http {
 `
 
 func startNginx(ctx context.Context, bin, dir string) (*nginxServer, error) {
-	rp, err := freePort()
+	rp, err := procstat.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	hp, err := freePort()
+	hp, err := procstat.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +175,7 @@ func startNginx(ctx context.Context, bin, dir string) (*nginxServer, error) {
 		return nil, err
 	}
 	s := &nginxServer{p: p, dir: dir, rtmpPort: rp, httpPort: hp}
-	if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/", hp)); err != nil {
+	if err := procstat.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/", hp), startTimeout); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("nginx did not start (see %s): %w", dir, err)
 	}
@@ -262,10 +193,10 @@ func (s *nginxServer) entryURL(i int) string { return s.playlistURL(i) }
 
 // pids is the master and its workers.
 func (s *nginxServer) pids() []int {
-	pid := s.p.cmd.Process.Pid
-	return append([]int{pid}, children(pid)...)
+	pid := s.p.Pid()
+	return append([]int{pid}, procstat.Descendants(pid)...)
 }
-func (s *nginxServer) stop() error { return s.p.stop() }
+func (s *nginxServer) stop() error { return s.p.Stop() }
 
 // clearHLS removes nginx's HLS files of stream i, so a new publish starts
 // from an empty playlist (nginx-rtmp keeps them after a publisher leaves).

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/onairhq/onair/bench/internal/procstat"
 )
 
 // onairServer is the onair process under soak.
@@ -29,15 +30,6 @@ type onairServer struct {
 	logFile     *os.File
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func channelName(i int) string { return fmt.Sprintf("soak%d", i) }
 func streamKey(i int) string   { return fmt.Sprintf("soak-key-%02d-0123456789", i) }
 
@@ -46,7 +38,7 @@ func streamKey(i int) string   { return fmt.Sprintf("soak-key-%02d-0123456789", 
 func startOnair(ctx context.Context, c config, dir string) (*onairServer, error) {
 	var ports [3]int
 	for i := range ports {
-		p, err := freePort()
+		p, err := procstat.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -191,43 +183,7 @@ func (s *onairServer) sample(ctx context.Context) (sample, error) {
 	if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
 		out.fds = len(ents)
 	}
-	out.rss = procStatusKB(pid, "VmRSS") << 10
-	out.children = len(childPIDs(pid))
+	out.rss, _ = procstat.RSS(pid)
+	out.children = len(procstat.Descendants(pid))
 	return out, nil
-}
-
-func procStatusKB(pid int, field string) int64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(l, field+":"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-func childPIDs(pid int) []int {
-	var out []int
-	ents, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, e := range ents {
-		raw, err := os.ReadFile(e)
-		if err != nil {
-			continue
-		}
-		s := string(raw)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			n, _ := strconv.Atoi(strings.Fields(s)[0])
-			out = append(out, n)
-		}
-	}
-	return out
 }
