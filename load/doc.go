@@ -1,7 +1,8 @@
 // Package load is onair's load tool: RTMP publishers that replay an FLV
-// recording at its real rate, and a watcher that polls HLS playlists for
-// stalls. `onair load publish` and `onair load watch` drive it; the
-// ceiling benchmark (bench/ceiling) uses it as a library.
+// recording at its real rate, a watcher that polls HLS playlists for
+// stalls, simulated players of one stream, and a burst of abandoned
+// blocking requests. `onair load publish|watch|play|abandon` drive it; the
+// benchmarks (bench/ceiling, bench/viewers) use it as a library.
 //
 // Publishing is built to cost little per publisher, so that hundreds run
 // beside the server under test on one machine:
@@ -28,4 +29,18 @@
 // does; a playlist is fresh while its newest segment or part (media
 // sequence, segment count, parts after the last segment) keeps advancing
 // within StallAfter target durations.
+//
+// A player (StartPlay) follows an LL-HLS playlist as hls.js does in
+// low-latency mode: the multivariant playlist once, then blocking reloads
+// (_HLS_msn, _HLS_part, and _HLS_skip when offered) for the part after the
+// newest listed, fetching every part newly listed; a plain playlist it
+// reloads every half target duration, fetching every new segment. Each
+// player is one goroutine with one kept-alive connection; playlists are
+// asked for gzipped and counted as sent. Figures cover a window after the
+// ramp, so that they describe the steady state.
+//
+// Abandon sends blocking reloads for the segment after the one in
+// progress of a stalled stream, each cancelled a short random time after
+// it went out, and follows the server's go_goroutines and
+// go_memstats_heap_alloc_bytes until they are back at their baseline.
 package load

@@ -147,8 +147,8 @@ func (w *Watch) poll(ctx context.Context, i int, offset time.Duration) {
 		var pl playlist
 		var err error
 		if media == "" {
-			media, pl, err = w.resolve(ctx, w.reports[i].URL)
-		} else if pl, err = w.get(ctx, media); err != nil {
+			media, pl, err = resolveMedia(ctx, w.opts.Client, w.reports[i].URL)
+		} else if pl, err = getPlaylist(ctx, w.opts.Client, media); err != nil {
 			media = "" // names may have changed: ask the entry again
 		}
 		if ctx.Err() != nil {
@@ -207,11 +207,11 @@ func (w *Watch) finish() {
 	}
 }
 
-// resolve gets the playlist at u and, if it is multivariant, the media
-// playlist of its first variant. It returns the media playlist's URL, ""
-// on failure.
-func (w *Watch) resolve(ctx context.Context, u string) (string, playlist, error) {
-	pl, err := w.get(ctx, u)
+// resolveMedia gets the playlist at u and, if it is multivariant, the
+// media playlist of its first variant. It returns the media playlist's
+// URL, "" on failure.
+func resolveMedia(ctx context.Context, c *http.Client, u string) (string, playlist, error) {
+	pl, err := getPlaylist(ctx, c, u)
 	if err != nil {
 		return "", pl, err
 	}
@@ -223,7 +223,7 @@ func (w *Watch) resolve(ctx context.Context, u string) (string, playlist, error)
 		return "", pl, fmt.Errorf("variant URI %q: %w", pl.variant, err)
 	}
 	media := pl.base.ResolveReference(ref).String()
-	pl, err = w.get(ctx, media)
+	pl, err = getPlaylist(ctx, c, media)
 	if err == nil && pl.variant != "" {
 		err = errors.New("variant playlist is multivariant too")
 	}
@@ -233,12 +233,13 @@ func (w *Watch) resolve(ctx context.Context, u string) (string, playlist, error)
 	return media, pl, nil
 }
 
-func (w *Watch) get(ctx context.Context, u string) (playlist, error) {
+// getPlaylist gets and parses the playlist at u.
+func getPlaylist(ctx context.Context, c *http.Client, u string) (playlist, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return playlist{}, err
 	}
-	res, err := w.opts.Client.Do(req)
+	res, err := c.Do(req)
 	if err != nil {
 		return playlist{}, err
 	}
@@ -250,7 +251,7 @@ func (w *Watch) get(ctx context.Context, u string) (playlist, error) {
 	if res.StatusCode != http.StatusOK {
 		return playlist{}, fmt.Errorf("%s: HTTP %d", u, res.StatusCode)
 	}
-	pl, err := parsePlaylist(b)
+	pl, err := parsePlaylist(b, nil)
 	if err != nil {
 		return playlist{}, fmt.Errorf("%s: %w", u, err)
 	}

@@ -34,7 +34,7 @@ func TestParsePlaylist(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := parsePlaylist([]byte(c.text))
+			got, err := parsePlaylist([]byte(c.text), nil)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("error %v, want %q", err, c.err)

@@ -21,6 +21,10 @@ const loadUsage = `usage:
                                   replay FILE.flv from N publishers at its real rate
   onair load watch -url 'http://HOST/hls/{channel}/index.m3u8' -n N [flags]
                                   poll playlists once a second and report stalls
+  onair load play -url http://HOST/hls/CHANNEL/index.m3u8 -n N [flags]
+                                  N simulated players of one stream (LL-HLS blocking reloads, or plain reloads)
+  onair load abandon -url http://HOST/hls/CHANNEL/index.m3u8 -metrics http://HOST/metrics [flags]
+                                  abandoned blocking reloads; report when the server's goroutines and heap are back
   onair load input [-duration 30s] FILE.flv
                                   encode the standard input (720p30 H.264 with B-frames, 3 Mbit/s, AAC) with ffmpeg
   onair load channels -n N [-channel b%d -key benchkey%04d]
@@ -37,6 +41,10 @@ func loadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return loadPublish(ctx, args[1:], stdout, stderr)
 	case "watch":
 		return loadWatch(ctx, args[1:], stdout, stderr)
+	case "play":
+		return loadPlay(ctx, args[1:], stdout, stderr)
+	case "abandon":
+		return loadAbandon(ctx, args[1:], stdout, stderr)
 	case "input":
 		return loadInput(ctx, args[1:], stderr)
 	case "channels":
@@ -306,6 +314,103 @@ func loadWatch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if !p.Fresh() {
 			return errors.New("not every playlist stayed fresh (see above)")
 		}
+	}
+	return nil
+}
+
+func loadPlay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("onair load play", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o load.PlayOptions
+	fs.StringVar(&o.URL, "url", "", "multivariant or media playlist every player opens (required)")
+	fs.IntVar(&o.Players, "n", 1, "number of players")
+	fs.DurationVar(&o.Ramp, "ramp", 0, "spread the players' starts evenly over this long (e.g. 10s)")
+	fs.DurationVar(&o.Settle, "settle", 0, "leave this long after the ramp out of the figures (the whole run counts in the progress lines)")
+	duration := fs.Duration("duration", 0, "how long to run, ramp included (0: until interrupted)")
+	fs.Float64Var(&o.StallAfter, "stall-after", load.DefaultStallAfter, "target durations without a new part or segment that count as a stall")
+	fs.BoolVar(&o.NoDelta, "no-delta", false, "never ask for delta updates (_HLS_skip=YES), which players ask for when the playlist offers them")
+	fs.DurationVar(&o.RequestTimeout, "request-timeout", load.DefaultRequestTimeout, "longest wait for one answer (keep it above the origin's hold limit)")
+	report := fs.String("report", "", "write the result to this JSON file")
+	progress := fs.Duration("progress", 5*time.Second, "print progress to stderr this often (0: never)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.URL == "" || o.Players < 1 {
+		return errors.New("-url and -n ≥ 1 are required (onair load play -h)")
+	}
+	pctx, cancel := ctx, context.CancelFunc(func() {})
+	if *duration > 0 {
+		pctx, cancel = context.WithTimeout(ctx, *duration)
+	}
+	defer cancel()
+	play, err := load.StartPlay(pctx, o)
+	if err != nil {
+		return err
+	}
+	var last load.PlayProgress
+	reportProgress(play.Done(), *progress, stderr, func() string {
+		p := play.Progress()
+		dt := (p.Elapsed - last.Elapsed).Seconds()
+		line := fmt.Sprintf("%4.0fs  players %d  playing %d  stalled now %d  stalls %d  errors %d  playlists %.0f/s  media %.0f/s  %.1f Mbit/s  CPU %.0f %%",
+			p.Elapsed.Seconds(), p.Started, p.Playing, p.StalledNow, p.Stalls, p.Errors,
+			float64(p.PlaylistRequests-last.PlaylistRequests)/dt, float64(p.MediaRequests-last.MediaRequests)/dt,
+			float64(8*(p.Bytes-last.Bytes))/dt/1e6, 100*p.CPU.Seconds()/p.Elapsed.Seconds())
+		last = p
+		return line
+	})
+	res := play.Wait()
+	res.WriteText(stdout)
+	if *report != "" {
+		if err := writeReport(*report, res); err != nil {
+			return err
+		}
+	}
+	if res.Held < res.Players {
+		return fmt.Errorf("%d of %d players not held (see above)", res.Players-res.Held, res.Players)
+	}
+	return nil
+}
+
+func loadAbandon(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("onair load abandon", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o load.AbandonOptions
+	fs.StringVar(&o.URL, "url", "", "multivariant or media playlist of a stalled LL-HLS stream (required)")
+	fs.StringVar(&o.MetricsURL, "metrics", "", "the server's Prometheus metrics, with go_goroutines and go_memstats_heap_alloc_bytes (required)")
+	fs.StringVar(&o.GCURL, "gc", "", "URL requested before each metrics sample to make the server collect garbage (onair: http://DEBUG-ADDR/debug/pprof/heap?gc=1)")
+	fs.IntVar(&o.Requests, "n", 20000, "requests to send")
+	fs.IntVar(&o.Concurrency, "concurrency", load.DefaultAbandonConcurrency, "requests in flight at once")
+	fs.DurationVar(&o.CancelMin, "cancel-min", load.DefaultCancelMin, "shortest time before a request is cancelled")
+	fs.DurationVar(&o.CancelMax, "cancel-max", load.DefaultCancelMax, "longest time before a request is cancelled")
+	fs.DurationVar(&o.SampleEvery, "sample", 100*time.Millisecond, "metrics sampling period")
+	fs.DurationVar(&o.SettleLimit, "settle-limit", load.DefaultSettleLimit, "longest wait for the baseline after the burst")
+	fs.IntVar(&o.GoroutineSlack, "goroutine-slack", load.DefaultGoroutineSlack, "goroutines above the baseline that still count as back")
+	heapSlack := fs.Float64("heap-slack-mib", float64(load.DefaultHeapSlack)/(1<<20), "heap above the baseline that still counts as back, MiB")
+	within := fs.Duration("within", 0, "exit with status 1 unless back within this long after the burst (0: the hold limit, 3 target durations)")
+	report := fs.String("report", "", "write the result, with every sample, to this JSON file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.URL == "" || o.MetricsURL == "" || o.Requests < 1 {
+		return errors.New("-url, -metrics and -n ≥ 1 are required (onair load abandon -h)")
+	}
+	o.HeapSlack = int64(*heapSlack * (1 << 20))
+	res, err := load.Abandon(ctx, o)
+	if err != nil {
+		return err
+	}
+	res.WriteText(stdout)
+	if *report != "" {
+		if err := writeReport(*report, res); err != nil {
+			return err
+		}
+	}
+	limit := *within
+	if limit <= 0 {
+		limit = res.Hold
+	}
+	if !res.Back || res.BackAfter > limit {
+		return fmt.Errorf("not back to baseline within %v", limit)
 	}
 	return nil
 }
