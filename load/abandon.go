@@ -93,10 +93,13 @@ type AbandonResult struct {
 	Peak   ServerSample `json:"peak"`   // highest goroutines and heap, each at its own time
 	After  ServerSample `json:"after"`  // the last sample
 	// Back says the server returned to its baseline, BackAfter how long
-	// after the burst's end.
-	Back      bool           `json:"back"`
-	BackAfter time.Duration  `json:"back_after_ns"`
-	Samples   []ServerSample `json:"samples"`
+	// after the burst's end; GoroutinesBack and HeapBack say when each
+	// figure first did (-1: not seen).
+	Back           bool           `json:"back"`
+	BackAfter      time.Duration  `json:"back_after_ns"`
+	GoroutinesBack time.Duration  `json:"goroutines_back_ns"`
+	HeapBack       time.Duration  `json:"heap_back_ns"`
+	Samples        []ServerSample `json:"samples"`
 }
 
 // Abandon measures the baseline, sends the burst and follows the
@@ -133,9 +136,9 @@ func Abandon(ctx context.Context, o AbandonOptions) (AbandonResult, error) {
 		return res, err
 	}
 	start := time.Now()
-	back := func(s ServerSample) bool {
-		return s.Goroutines <= res.Before.Goroutines+o.GoroutineSlack && s.Heap <= res.Before.Heap+o.HeapSlack
-	}
+	goroutinesBack := func(s ServerSample) bool { return s.Goroutines <= res.Before.Goroutines+o.GoroutineSlack }
+	heapBack := func(s ServerSample) bool { return s.Heap <= res.Before.Heap+o.HeapSlack }
+	back := func(s ServerSample) bool { return goroutinesBack(s) && heapBack(s) }
 	f := m.follow(ctx, start, o.SampleEvery, back, o.SettleLimit)
 	o.burst(ctx, res.Asked, &res)
 	end := time.Now()
@@ -146,9 +149,18 @@ func Abandon(ctx context.Context, o AbandonOptions) (AbandonResult, error) {
 	f.ended <- end
 	<-f.done
 	res.Samples, res.Back, res.BackAfter = f.samples, f.back, f.backAfter
+	res.GoroutinesBack, res.HeapBack = -1, -1
 	for _, s := range res.Samples {
 		res.Peak.Goroutines = max(res.Peak.Goroutines, s.Goroutines)
 		res.Peak.Heap = max(res.Peak.Heap, s.Heap)
+		if after := s.At - res.Burst; after >= 0 {
+			if res.GoroutinesBack < 0 && goroutinesBack(s) {
+				res.GoroutinesBack = after
+			}
+			if res.HeapBack < 0 && heapBack(s) {
+				res.HeapBack = after
+			}
+		}
 	}
 	if n := len(res.Samples); n > 0 {
 		res.After = res.Samples[n-1]
@@ -395,10 +407,19 @@ func (r AbandonResult) WriteText(w io.Writer) {
 		if r.BackAfter > r.Hold {
 			within = "beyond"
 		}
-		fmt.Fprintf(w, "back to baseline %v after the burst (%s the hold limit, %v)\n", r.BackAfter.Round(time.Millisecond), within, r.Hold)
+		fmt.Fprintf(w, "back to baseline %v after the burst (%s the hold limit, %v): goroutines after %v, heap after %v\n",
+			r.BackAfter.Round(time.Millisecond), within, r.Hold, r.GoroutinesBack.Round(time.Millisecond), r.HeapBack.Round(time.Millisecond))
 	} else {
-		fmt.Fprintf(w, "NOT back to baseline %v after the burst (hold limit %v)\n", r.After.At-r.Burst, r.Hold)
+		fmt.Fprintf(w, "NOT back to baseline %v after the burst (hold limit %v): goroutines %s, heap %s\n",
+			(r.After.At - r.Burst).Round(time.Millisecond), r.Hold, backText(r.GoroutinesBack), backText(r.HeapBack))
 	}
+}
+
+func backText(d time.Duration) string {
+	if d < 0 {
+		return "not back"
+	}
+	return "back after " + d.Round(time.Millisecond).String()
 }
 
 func mibs(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

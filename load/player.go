@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -414,10 +415,8 @@ func (pl *player) get(ctx context.Context, u string, isPlaylist bool) error {
 	defer res.Body.Close()
 	cr := &countReader{r: res.Body}
 	switch {
-	case res.StatusCode != http.StatusOK:
-		_, err = io.Copy(io.Discard, cr)
-	case !isPlaylist:
-		_, err = io.Copy(io.Discard, cr)
+	case res.StatusCode != http.StatusOK, !isPlaylist:
+		err = discard(cr)
 	case res.Header.Get("Content-Encoding") == "gzip":
 		err = pl.gunzip(cr)
 	default:
@@ -471,6 +470,26 @@ func (pl *player) count(isPlaylist bool, sent time.Time, n int64) {
 	} else {
 		pl.stats.mediaReqs++
 		pl.stats.mediaBytes += n
+	}
+}
+
+// readBuffers hold media while it is read and dropped: large, so that a
+// part takes few read calls, and pooled, so that only the players reading
+// at the moment hold one.
+var readBuffers = sync.Pool{New: func() any { return new([256 << 10]byte) }}
+
+// discard reads r to its end.
+func discard(r io.Reader) error {
+	buf := readBuffers.Get().(*[256 << 10]byte)
+	defer readBuffers.Put(buf)
+	for {
+		_, err := r.Read(buf[:])
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
 }
 

@@ -187,17 +187,11 @@ func loadPublish(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	if *rtmpURL == "" || *input == "" {
 		return errors.New("-url and -input are required (onair load publish -h)")
 	}
@@ -332,12 +326,18 @@ func loadPlay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.RequestTimeout, "request-timeout", load.DefaultRequestTimeout, "longest wait for one answer (keep it above the origin's hold limit)")
 	report := fs.String("report", "", "write the result to this JSON file")
 	progress := fs.Duration("progress", 5*time.Second, "print progress to stderr this often (0: never)")
+	cpuProfile := fs.String("cpuprofile", "", "write the load tool's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if o.URL == "" || o.Players < 1 {
 		return errors.New("-url and -n ≥ 1 are required (onair load play -h)")
 	}
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	pctx, cancel := ctx, context.CancelFunc(func() {})
 	if *duration > 0 {
 		pctx, cancel = context.WithTimeout(ctx, *duration)
@@ -413,6 +413,23 @@ func loadAbandon(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("not back to baseline within %v", limit)
 	}
 	return nil
+}
+
+// startCPUProfile writes the load tool's own CPU profile to path until
+// stop is called; with an empty path it does nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // reportProgress prints line() every interval until done is closed.

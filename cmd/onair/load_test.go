@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/onairhq/onair/load"
@@ -46,5 +48,25 @@ func TestLoadStreams(t *testing.T) {
 	want := []string{"http://h/hls/a/index.m3u8", "http://h/hls/c/index.m3u8", "http://h/hls/e/index.m3u8"}
 	if err != nil || !reflect.DeepEqual(urls, want) {
 		t.Errorf("sampled URLs %v, %v; want %v", urls, err, want)
+	}
+}
+
+func TestLoadPlayAndAbandonFlags(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"play"}, "-url and -n"},
+		{[]string{"play", "-url", "http://h/hls/c/index.m3u8", "-n", "0"}, "-url and -n"},
+		{[]string{"abandon", "-url", "http://h/hls/c/index.m3u8"}, "-url, -metrics"},
+		{[]string{"abandon", "-metrics", "http://h/metrics"}, "-url, -metrics"},
+		{[]string{"play", "-bogus"}, "flag provided but not defined"},
+	}
+	for _, c := range cases {
+		var out bytes.Buffer
+		err := loadCommand(context.Background(), c.args, &out, &out)
+		if err == nil || !strings.Contains(err.Error()+out.String(), c.want) {
+			t.Errorf("%v: %v (%s), want an error saying %q", c.args, err, out.String(), c.want)
+		}
 	}
 }
