@@ -99,6 +99,13 @@ func (p *Proc) Stop() error {
 	return p.err
 }
 
+// Kill sends SIGKILL to the process group and waits for the process: an
+// end without any goodbye (a publisher's connection simply drops).
+func (p *Proc) Kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
 // FreePort asks the kernel for a free loopback TCP port.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -79,6 +79,20 @@ func TestExitStatus(t *testing.T) {
 	}
 }
 
+// Kill ends a process that ignores SIGTERM at once.
+func TestKill(t *testing.T) {
+	p, err := Start(Command{Name: "sh", Args: []string{"-c", "trap '' TERM; sleep 60 & wait"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	p.Kill()
+	if ended, err := p.Exited(); !ended || err == nil || time.Since(start) > 2*time.Second {
+		t.Errorf("after Kill: exited %v (%v) in %v", ended, err, time.Since(start))
+	}
+}
+
 func TestWaitHTTP(t *testing.T) {
 	port, err := FreePort()
 	if err != nil || port == 0 {
