@@ -115,28 +115,13 @@ func playerTransport(players int) *http.Transport {
 // ramp starts player i at start + i × Ramp / Players, each in a goroutine
 // of its own that wg tracks.
 func (p *Play) ramp(ctx context.Context, wg *sync.WaitGroup) {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	defer t.Stop()
-	n := len(p.players)
-	for i, pl := range p.players {
-		at := p.start.Add(time.Duration(int64(p.opts.Ramp) * int64(i) / int64(n)))
-		if d := time.Until(at); d > 0 {
-			t.Reset(d)
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		} else if ctx.Err() != nil {
-			return
-		}
+	rampStarts(ctx, p.start, p.opts.Ramp, len(p.players), func(i int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pl.play(ctx)
+			p.players[i].play(ctx)
 		}()
-	}
+	})
 }
 
 // Wait returns the result once the run's context has ended and every

@@ -127,12 +127,24 @@ func (r *Run) supervise(ctx context.Context) {
 
 // ramp starts publisher i at start + i × Ramp / N.
 func (r *Run) ramp(ctx context.Context) {
+	rampStarts(ctx, r.start, r.opts.Ramp, len(r.pubs), func(i int) {
+		p, sh := r.pubs[i], r.shards[i%len(r.shards)]
+		r.readers.Add(1)
+		go func() {
+			defer r.readers.Done()
+			p.run(ctx, r, sh)
+		}()
+	})
+}
+
+// rampStarts calls start(i) for i in [0, n) at begin + i × ramp / n, until
+// ctx ends.
+func rampStarts(ctx context.Context, begin time.Time, ramp time.Duration, n int, start func(i int)) {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	defer t.Stop()
-	n := len(r.pubs)
-	for i, p := range r.pubs {
-		at := r.start.Add(time.Duration(int64(r.opts.Ramp) * int64(i) / int64(n)))
+	for i := range n {
+		at := begin.Add(time.Duration(int64(ramp) * int64(i) / int64(n)))
 		if d := time.Until(at); d > 0 {
 			t.Reset(d)
 			select {
@@ -143,12 +155,7 @@ func (r *Run) ramp(ctx context.Context) {
 		} else if ctx.Err() != nil {
 			return
 		}
-		r.readers.Add(1)
-		sh := r.shards[i%len(r.shards)]
-		go func() {
-			defer r.readers.Done()
-			p.run(ctx, r, sh)
-		}()
+		start(i)
 	}
 }
 

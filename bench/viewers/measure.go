@@ -33,21 +33,11 @@ type variantResult struct {
 // players and samples onair over the window.
 func measureVariant(ctx context.Context, c config, dir, input, variant string) (*variantResult, error) {
 	r := &variantResult{variant: variant}
-	vdir, err := os.MkdirTemp(dir, variant+"-")
-	if err != nil {
-		return nil, err
-	}
-	s, err := startOnair(ctx, c, vdir, variant)
+	s, err := startPublished(ctx, c, dir, input, variant)
 	if err != nil {
 		return nil, err
 	}
 	defer s.stop()
-	if err := s.publish(ctx, c.ffmpeg, input); err != nil {
-		return nil, err
-	}
-	if !sleep(ctx, c.warmup) {
-		return nil, ctx.Err()
-	}
 	pid, self := s.p.Pid(), os.Getpid()
 	r.idleRSS, r.idleGoroutines = procstat.SampleTree(pid).RSS, s.goroutines(ctx)
 
@@ -91,7 +81,7 @@ func measureVariant(ctx context.Context, c config, dir, input, variant string) (
 	p := r.play
 	log.Printf("%s: %d of %d players held, %d stalls, %d errors; onair CPU %.1f %%, RSS %s; blocking p50 %v p99 %v",
 		variant, p.Held, p.Players, p.Stalls, p.ErrorCount(), 100*r.cpu, mib(r.rss), p.Blocking.P50, p.Blocking.P99)
-	if err := writeJSON(filepath.Join(vdir, "players.json"), p); err != nil {
+	if err := writeJSON(filepath.Join(s.dir, "players.json"), p); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -107,21 +97,11 @@ type abandonResult struct {
 // measureAbandon drops the publisher of a fresh LL-HLS onair and sends the
 // burst while the playlist is stalled.
 func measureAbandon(ctx context.Context, c config, dir, input string) (*abandonResult, error) {
-	adir, err := os.MkdirTemp(dir, "abandon-")
-	if err != nil {
-		return nil, err
-	}
-	s, err := startOnair(ctx, c, adir, segmenter.VariantLowLatency)
+	s, err := startPublished(ctx, c, dir, input, segmenter.VariantLowLatency)
 	if err != nil {
 		return nil, err
 	}
 	defer s.stop()
-	if err := s.publish(ctx, c.ffmpeg, input); err != nil {
-		return nil, err
-	}
-	if !sleep(ctx, c.warmup) {
-		return nil, ctx.Err()
-	}
 	s.dropPublisher()
 	if !sleep(ctx, 2*time.Second) { // onair has seen the connection drop
 		return nil, ctx.Err()
@@ -164,10 +144,32 @@ func measureAbandon(ctx context.Context, c config, dir, input string) (*abandonR
 	r.AbandonResult = res
 	r.rssAfter = procstat.SampleTree(pid).RSS
 	log.Printf("abandon: goroutines %d → %d → %d, back %v after %v", res.Before.Goroutines, res.Peak.Goroutines, res.After.Goroutines, res.Back, res.BackAfter)
-	if err := writeJSON(filepath.Join(adir, "abandon.json"), res); err != nil {
+	if err := writeJSON(filepath.Join(s.dir, "abandon.json"), res); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// startPublished starts a fresh onair serving variant in a directory of
+// its own under dir and publishes the input to it for c.warmup.
+func startPublished(ctx context.Context, c config, dir, input, variant string) (*onairServer, error) {
+	sdir, err := os.MkdirTemp(dir, variant+"-")
+	if err != nil {
+		return nil, err
+	}
+	s, err := startOnair(ctx, c, sdir, variant)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.publish(ctx, c.ffmpeg, input); err != nil {
+		s.stop()
+		return nil, err
+	}
+	if !sleep(ctx, c.warmup) {
+		s.stop()
+		return nil, ctx.Err()
+	}
+	return s, nil
 }
 
 func cpuOf(pid int) time.Duration {
