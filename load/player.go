@@ -182,7 +182,7 @@ func (pl *player) lowLatency(ctx context.Context, p playlist) playlist {
 			u += "?_HLS_msn=" + strconv.FormatUint(asked.next, 10) + "&_HLS_part=" + strconv.Itoa(asked.parts) + skip
 		}
 		sent := time.Now()
-		next, err := pl.getPlaylist(ctx, u, func(r mediaRef) { pl.consider(r) })
+		next, err := pl.getPlaylist(ctx, u, pl.consider)
 		answered := time.Now()
 		if err != nil {
 			plainNext = true
@@ -222,7 +222,7 @@ func (pl *player) plain(ctx context.Context, p playlist) playlist {
 			return p
 		}
 		sent := time.Now()
-		next, err := pl.getPlaylist(ctx, pl.media, func(r mediaRef) { pl.consider(r) })
+		next, err := pl.getPlaylist(ctx, pl.media, pl.consider)
 		if err != nil {
 			continue
 		}
@@ -250,17 +250,12 @@ func (pl *player) consider(r mediaRef) {
 		return
 	}
 	pos := position{r.msn, r.part}
-	if !pl.parts {
-		pos.part = -1
-	}
 	if !pos.after(pl.cursor) {
 		return
 	}
-	f := ref{pos: pos, uri: string(r.uri)}
-	if string(r.init) != pl.init {
+	f := ref{pos: pos, uri: string(r.uri), init: pl.init}
+	if string(r.init) != pl.init { // compared without a copy; copied only when new
 		f.init = string(r.init)
-	} else {
-		f.init = pl.init
 	}
 	pl.fresh = append(pl.fresh, f)
 }
