@@ -217,7 +217,7 @@ func (o *Origin) servePlaylist(w http.ResponseWriter, r *http.Request, k kind, p
 	h.Set("Vary", "Accept-Encoding")
 	body, etag := pl.body, pl.etag
 	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
-		body = pl.gzipped(&o.seg.gzip)
+		body = pl.gzipped(o.seg.gzip)
 		etag = strings.TrimSuffix(etag, `"`) + `-gz"` // a different representation
 		h.Set("Content-Encoding", "gzip")
 	}
@@ -349,6 +349,18 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	}
 	n, err := c.ResponseWriter.Write(p)
 	c.n += n
+	return n, err
+}
+
+// ReadFrom keeps the response's own io.ReaderFrom (and its pooled copy
+// buffer) reachable through the wrapper: without it every media answer
+// would allocate a copy buffer.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	n, err := io.Copy(c.ResponseWriter, r)
+	c.n += int(n)
 	return n, err
 }
 

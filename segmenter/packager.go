@@ -209,10 +209,10 @@ func (p *packager) advance(t time.Duration, key bool, prev *sample, au ingest.Ac
 	if gap > p.cfg.maxGap || gap < 0 {
 		// A jump in the publisher's clock: end the segment where its media
 		// ends and go on after a discontinuity.
-		est := p.estimate()
-		prev.dur = uint32(ticks(est, rate))
+		end := p.lastFrameEnd()
+		prev.dur = uint32(ticks(end, rate) - ticks(p.lastLead, rate))
 		p.m.discontinuities.Add(1)
-		p.closePart(p.lastLead+est, p.newSegment(au, true), t)
+		p.closePart(end, p.newSegment(au, true), t)
 		return
 	}
 	prev.dur = uint32(ticks(t, rate) - ticks(p.lastLead, rate))
@@ -247,9 +247,20 @@ func (p *packager) advance(t time.Duration, key bool, prev *sample, au ingest.Ac
 				"keyframe_interval_at_least", interval.Round(time.Millisecond), "target", p.cfg.target)
 		}
 		p.closePart(t, p.newSegment(au, false), t)
-	case partLen >= p.cfg.minPart || partLen+est > p.cfg.part:
+	case partLen >= p.cfg.minPart || partLen+est > p.cfg.part+time.Millisecond:
 		p.closePart(t, nil, t)
 	}
+}
+
+// lastFrameEnd is where the newest frame ends when no frame follows it (at
+// the end of a broadcast, or before a jump): it lasts as long as the one
+// before it, within the part target.
+func (p *packager) lastFrameEnd() time.Duration {
+	d := p.estimate()
+	if p.ndur > 0 {
+		d = p.durs[(p.ndur-1)%len(p.durs)]
+	}
+	return min(p.lastLead+d, max(p.partStart+p.cfg.part, p.lastLead+time.Millisecond))
 }
 
 // estimate is the longest recent frame duration (30 fps until one is known).
@@ -326,7 +337,7 @@ func (p *packager) advanceAudio(t time.Duration, prev *sample, au ingest.AccessU
 	switch {
 	case segLen+est/2 >= p.cfg.segment:
 		p.closePart(t, p.newSegment(au, false), t)
-	case partLen >= p.cfg.minPart || partLen+est > p.cfg.part:
+	case partLen >= p.cfg.minPart || partLen+est > p.cfg.part+time.Millisecond:
 		p.closePart(t, nil, t)
 	}
 }
@@ -468,7 +479,6 @@ func (p *packager) setAudioDurations(audio []sample) {
 // otherwise it waits for the channel's next broadcast to continue it.
 func (p *packager) finish(end bool) {
 	if p.started {
-		est := p.estimate()
 		rate := int64(videoClock)
 		if p.video == nil {
 			rate = p.audioRate
@@ -480,17 +490,18 @@ func (p *packager) finish(end bool) {
 			last = &p.as[len(p.as)-1]
 		}
 		if last != nil {
+			stop := p.lastFrameEnd()
 			if last.dur == 0 {
-				last.dur = uint32(ticks(est, rate))
+				last.dur = uint32(ticks(stop, rate) - ticks(p.lastLead, rate))
 			}
 			p.ending = true // the last part takes the audio that outlasts the video
-			p.closePart(p.lastLead+est, nil, p.lastLead+est)
+			p.closePart(stop, nil, stop)
 		}
-		p.w.finish(p.seg, end)
+		p.w.finish(end)
 		return
 	}
 	if end {
-		p.w.finish(nil, true)
+		p.w.finish(true)
 	}
 }
 

@@ -250,10 +250,10 @@ func TestWindowDiscontinuities(t *testing.T) {
 			disc = i == 12
 		}
 		for range 3 {
-			w.addPart(cur, &part{data: []byte{1}, dur: 250 * time.Millisecond, independent: true}, nil)
+			w.addPart(cur, &part{data: []byte{1}, dur: 200 * time.Millisecond, independent: true}, nil)
 		}
 		next := &segment{r: r, disc: disc}
-		w.addPart(cur, &part{data: []byte{1}, dur: 250 * time.Millisecond}, next)
+		w.addPart(cur, &part{data: []byte{1}, dur: 200 * time.Millisecond}, next)
 		cur = next
 		w.mu.Lock()
 		full, skip := w.playlistLocked(false).body, w.playlistLocked(true).body

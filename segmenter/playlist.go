@@ -25,16 +25,24 @@ type rendered struct {
 	gz     []byte
 }
 
-// gzipped returns the body compressed with a pooled writer.
-func (r *rendered) gzipped(pool *sync.Pool) []byte {
+// gzipped returns the body compressed with a writer from the free list.
+func (r *rendered) gzipped(free chan *gzip.Writer) []byte {
 	r.gzOnce.Do(func() {
 		var buf bytes.Buffer
 		buf.Grow(len(r.body) / 3)
-		zw := pool.Get().(*gzip.Writer)
-		zw.Reset(&buf)
+		var zw *gzip.Writer
+		select {
+		case zw = <-free:
+			zw.Reset(&buf)
+		default:
+			zw, _ = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		}
 		zw.Write(r.body)
 		zw.Close()
-		pool.Put(zw)
+		select {
+		case free <- zw:
+		default:
+		}
 		r.gz = buf.Bytes()
 	})
 	return r.gz
@@ -189,16 +197,26 @@ func (w *window) renderLocked(skipped int) []byte {
 	if c.lowLatency {
 		// The hint names the part being filled. A new broadcast's first part
 		// is not hinted: its discontinuity and init segment come first.
-		if _, _, filling, live := w.tipLocked(); live {
-			last := w.segs[len(w.segs)-1]
-			if len(last.parts) > 0 || !last.disc && last.r == prev {
-				b = append(b, `#EXT-X-PRELOAD-HINT:TYPE=PART,URI="`...)
-				b = c.appendPartURI(b, last, filling.part)
-				b = append(b, "\"\n"...)
-			}
+		if s, i, ok := w.hintLocked(prev); ok {
+			b = append(b, `#EXT-X-PRELOAD-HINT:TYPE=PART,URI="`...)
+			b = c.appendPartURI(b, s, i)
+			b = append(b, "\"\n"...)
 		}
 	}
 	return b
+}
+
+// hintLocked returns the segment and index of the part the preload hint
+// names, if there is one to name; prev is the last listed segment's rendition.
+func (w *window) hintLocked(prev *rendition) (*segment, int, bool) {
+	if _, _, _, live := w.tipLocked(); !live {
+		return nil, 0, false
+	}
+	if p := w.pending; p != nil {
+		return p, 0, !p.disc && p.r == prev
+	}
+	last := w.segs[len(w.segs)-1]
+	return last, len(last.parts), true
 }
 
 func (c *config) appendSegmentURI(b []byte, s *segment) []byte {

@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -55,7 +56,7 @@ const (
 const (
 	DefaultVariant         = VariantLowLatency
 	DefaultSegmentDuration = time.Second
-	DefaultPartDuration    = 250 * time.Millisecond
+	DefaultPartDuration    = 200 * time.Millisecond
 	DefaultSegmentCount    = 7
 	DefaultEndedLinger     = 30 * time.Second
 )
@@ -149,7 +150,10 @@ type Segmenter struct {
 	cfg     config
 	log     *slog.Logger
 	metrics metrics
-	gzip    sync.Pool // *gzip.Writer, for playlists
+	// gzip holds idle playlist compressors (~250 KB each). A channel rather
+	// than a sync.Pool: a collection would empty a pool, and a busy origin
+	// collects often.
+	gzip chan *gzip.Writer
 
 	ctx    context.Context // done when Close is called
 	cancel context.CancelFunc
@@ -218,10 +222,7 @@ func New(opts Options) (*Segmenter, error) {
 		cancel:   cancel,
 		channels: make(map[string]*channelState),
 	}
-	s.gzip.New = func() any {
-		zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
-		return zw
-	}
+	s.gzip = make(chan *gzip.Writer, 2*runtime.GOMAXPROCS(0))
 	return s, nil
 }
 

@@ -62,7 +62,8 @@ type window struct {
 	id  string // random: keeps ETags unique across windows and restarts
 
 	mu       sync.Mutex
-	segs     []*segment // oldest first; the last one is in progress unless ended
+	segs     []*segment // listed, oldest first; the last one is in progress while live
+	pending  *segment   // numbered, starts with the next part, not listed yet
 	nextMSN  uint64     // number of the next segment opened
 	discSeq  uint64     // EXT-X-DISCONTINUITY-SEQUENCE: number of segs[0]
 	ended    bool       // EXT-X-ENDLIST
@@ -90,73 +91,83 @@ func (w *window) bumpLocked() {
 	w.changed = make(chan struct{})
 }
 
-// open numbers s and appends it as the segment in progress: the start of a
-// broadcast's media. A segment left open and empty by an aborted writer is
-// dropped first.
+// open starts s, the first segment of a broadcast. Like every segment, it
+// is listed once its first part exists. A segment left open by the
+// channel's previous writer is completed first.
 func (w *window) open(s *segment) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return
 	}
-	w.openLocked(s)
+	w.dropPendingLocked()
+	w.closeLastLocked()
+	w.pendLocked(s)
 	w.ended = false
 	w.bumpLocked()
 }
 
-func (w *window) openLocked(s *segment) {
-	if n := len(w.segs); n > 0 && !w.segs[n-1].done {
-		if len(w.segs[n-1].parts) == 0 {
-			w.segs = w.segs[:n-1]
-			w.nextMSN--
-		} else {
-			w.closeLocked(w.segs[n-1])
-		}
-	}
+// pendLocked numbers s as the segment the next part starts.
+func (w *window) pendLocked(s *segment) {
 	if len(w.segs) == 0 {
 		s.disc = false // the first segment's number is the sequence itself
 	}
 	s.msn = w.nextMSN
 	w.nextMSN++
-	w.segs = append(w.segs, s)
+	w.pending = s
 }
 
-// addPart appends p to s, the segment in progress. When next is set, s is
-// complete and next opens after it, in the same playlist version, so the
-// part being filled is always known.
+// dropPendingLocked forgets a segment that never got a part.
+func (w *window) dropPendingLocked() {
+	if w.pending != nil {
+		w.pending = nil
+		w.nextMSN--
+	}
+}
+
+// closeLastLocked completes the newest listed segment if it is still open.
+func (w *window) closeLastLocked() {
+	if n := len(w.segs); n > 0 && !w.segs[n-1].done {
+		w.closeLocked(w.segs[n-1])
+	}
+}
+
+// addPart appends p to s. When next is set, next is the segment the
+// following part starts; s is completed (gets its EXTINF) only when that
+// part exists, in the same playlist version. So a live playlist always ends
+// with parts of a segment in progress and a hint that stays inside what it
+// lists (video.js counts on that).
 func (w *window) addPart(s *segment, p *part, next *segment) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return // taken down: keep nothing
 	}
+	if s == w.pending {
+		w.pending = nil
+		w.closeLastLocked()
+		w.segs = append(w.segs, s)
+	}
 	s.parts = append(s.parts, p)
 	s.dur += p.dur
 	s.size += len(p.data)
 	if next != nil {
-		w.closeLocked(s)
-		w.openLocked(next)
+		w.pendLocked(next)
 	}
 	w.bumpLocked()
 }
 
-// finish completes s, the last segment of a broadcast (dropping it if it has
-// no parts); with end set the playlist ends (EXT-X-ENDLIST), otherwise it
-// waits for the channel's next broadcast to continue it.
-func (w *window) finish(s *segment, end bool) {
+// finish completes the broadcast's last segment; with end set the playlist
+// ends (EXT-X-ENDLIST), otherwise it waits for the channel's next broadcast
+// to continue it.
+func (w *window) finish(end bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return
 	}
-	if n := len(w.segs); n > 0 && w.segs[n-1] == s && !s.done {
-		if len(s.parts) == 0 {
-			w.segs = w.segs[:n-1]
-			w.nextMSN--
-		} else {
-			w.closeLocked(s)
-		}
-	}
+	w.dropPendingLocked()
+	w.closeLastLocked()
 	if end {
 		w.ended = true
 	}
@@ -232,9 +243,12 @@ func (w *window) tipLocked() (newest position, ok bool, filling position, live b
 			break
 		}
 	}
-	if n := len(w.segs); n > 0 && !w.ended && !w.closed && !w.segs[n-1].done {
-		s := w.segs[n-1]
-		filling, live = position{s.msn, len(s.parts)}, true
+	switch n := len(w.segs); {
+	case w.ended || w.closed:
+	case w.pending != nil:
+		filling, live = position{w.pending.msn, 0}, true
+	case n > 0 && !w.segs[n-1].done:
+		filling, live = position{w.segs[n-1].msn, len(w.segs[n-1].parts)}, true
 	}
 	return
 }
@@ -269,12 +283,20 @@ func (w *window) tooFarLocked(msn uint64, part int, hasPart bool) bool {
 	if hasPart && part >= w.cfg.maxParts {
 		return true
 	}
-	last := w.nextMSN // one past the newest segment opened
-	if n := len(w.segs); n > 0 && !w.segs[n-1].done {
-		last-- // the segment in progress is not complete
+	// One past the last complete segment.
+	next := w.nextMSN
+	if w.pending != nil {
+		next = w.pending.msn
 	}
-	// last is now one past the last complete segment; allow up to two past it.
-	return msn > last+1
+	for i := len(w.segs) - 1; i >= 0; i-- {
+		if !w.segs[i].done {
+			next = w.segs[i].msn
+			continue
+		}
+		next = w.segs[i].msn + 1
+		break
+	}
+	return msn > next+1
 }
 
 // playlistRequest is a validated media playlist request.
@@ -421,6 +443,10 @@ func (w *window) lookupLocked(n name) (obj *object, wait bool) {
 			_, _, filling, live := w.tipLocked()
 			return nil, live && filling == position{n.msn, n.part}
 		}
+	}
+	// The first part of the segment that is about to start, as hinted.
+	if p := w.pending; p != nil && n.kind == kindPart && p.r.token == n.token && p.msn == n.msn && n.part == 0 {
+		return nil, true
 	}
 	return nil, false
 }

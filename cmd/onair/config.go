@@ -57,7 +57,7 @@ type Config struct {
 
 	HLSVariant         string        `key:"hls-variant" help:"lowlatency, fmp4 or mpegts"`
 	HLSSegmentDuration time.Duration `key:"hls-segment-duration" help:"segment length aimed at (cut at keyframes; EXT-X-TARGETDURATION is this rounded up to whole seconds)"`
-	HLSPartDuration    time.Duration `key:"hls-part-duration" help:"LL-HLS part target (PART-TARGET; 250ms fits 25, 30, 50 and 60 fps)"`
+	HLSPartDuration    time.Duration `key:"hls-part-duration" help:"LL-HLS part target (PART-TARGET; 200ms is a whole number of frames at 25, 30, 50 and 60 fps)"`
 	HLSSegmentCount    int           `key:"hls-segment-count" help:"segments kept in each playlist"`
 	HLSEndedLinger     time.Duration `key:"hls-ended-linger" help:"how long an ended playlist stays served before answering 404"`
 
@@ -127,7 +127,7 @@ func defaultConfig() Config {
 
 		HLSVariant:         "lowlatency",
 		HLSSegmentDuration: time.Second,
-		HLSPartDuration:    250 * time.Millisecond,
+		HLSPartDuration:    200 * time.Millisecond,
 		HLSSegmentCount:    7,
 		HLSEndedLinger:     30 * time.Second,
 
