@@ -106,7 +106,7 @@ func defaultConfig() Config {
 		DataDir:   "onair-data",
 		LogLevel:  "info",
 		LogFormat: "text",
-		GCPercent: 50,
+		GCPercent: 10,
 		App:       "live",
 		Grace:     15 * time.Second,
 
