@@ -161,7 +161,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The connection is served by a goroutine of our own, not this handler's: returning lets
 	// net/http free its per-request state (about 8 KB a connection).
+	// Add to the wait group under the lock that Shutdown takes before it waits: an Add
+	// racing a Wait is how a connection would outlive its server.
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		closeNow(conn, websocket.CloseGoingAway, reasonShutdown)
+		return
+	}
 	s.wg.Add(1)
+	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		defer s.recovered("connection", channel)

@@ -61,6 +61,20 @@ func do(t testing.TB, method, url string, hdr ...string) (*http.Response, []byte
 	return resp, b
 }
 
+// getWhenListed fetches url until it answers 200: Consume registers a
+// channel on its own goroutine, so the first requests may find none yet.
+func getWhenListed(t testing.TB, url string) []byte {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, body := get(t, url)
+		if r.StatusCode == http.StatusOK || time.Now().After(deadline) {
+			return body
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // publish runs the clip through seg as one broadcast of channel and returns
 // a channel closed when Consume has returned.
 func publish(t testing.TB, seg *Segmenter, channel string, c *testmedia.Clip, paced bool) <-chan struct{} {
@@ -516,7 +530,7 @@ func TestHoldTimeout(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-consumed })
 
 	u := srv.URL + "/hls/ch/" + mediaName
-	_, body := get(t, u)
+	body := getWhenListed(t, u)
 	p, err := hlscheck.Parse(body)
 	if err != nil || p.HintURI == "" {
 		t.Fatalf("playlist: %v\n%s", err, body)
