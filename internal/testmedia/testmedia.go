@@ -5,7 +5,9 @@
 package testmedia
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -56,13 +58,13 @@ type Clip struct {
 	Units       []ingest.AccessUnit
 	VideoFrames int
 	AudioFrames int
-	FLV         string // path of the encoded FLV (removed with the cache directory)
+	FLV         string // path of the encoded FLV, shared by test runs (see Make)
 }
 
+// The clips a test binary has demuxed, by spec.
 var (
 	mu    sync.Mutex
 	cache = map[string]*Clip{}
-	dir   string
 )
 
 // NeedFFmpeg skips the test when ffmpeg or ffprobe is missing.
@@ -86,16 +88,23 @@ func Make(t testing.TB, s Spec) *Clip {
 	if c := cache[key]; c != nil {
 		return c
 	}
-	if dir == "" {
-		d, err := os.MkdirTemp("", "onair-testmedia-")
-		if err != nil {
+	// Encoded clips are kept under the system's temp directory, named by
+	// their ffmpeg arguments: runs reuse them instead of leaving a new
+	// directory behind each time.
+	sum := sha256.Sum256([]byte(strings.Join(encodeArgs(s), "\x00")))
+	out := filepath.Join(os.TempDir(), "onair-testmedia", hex.EncodeToString(sum[:8])+".flv")
+	if _, err := os.Stat(out); err != nil {
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		dir = d
-	}
-	out := filepath.Join(dir, fmt.Sprintf("clip%d.flv", len(cache)))
-	if err := Encode(out, s); err != nil {
-		t.Fatal(err)
+		// Another test binary may encode the same clip: write aside, then rename.
+		tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
+		if err := Encode(tmp, s); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, out); err != nil {
+			t.Fatal(err)
+		}
 	}
 	data, err := os.ReadFile(out)
 	if err != nil {
@@ -112,7 +121,15 @@ func Make(t testing.TB, s Spec) *Clip {
 
 // Encode writes the clip s describes to out (FLV, as an RTMP publisher sends it).
 func Encode(out string, s Spec) error {
-	s = s.withDefaults()
+	args := append(encodeArgs(s.withDefaults()), "-f", "flv", out)
+	if b, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("ffmpeg %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	return nil
+}
+
+// encodeArgs are ffmpeg's arguments for s, all but the output.
+func encodeArgs(s Spec) []string {
 	args := []string{"-hide_banner", "-loglevel", "error", "-y"}
 	if s.Video {
 		args = append(args, "-f", "lavfi", "-i", fmt.Sprintf("%s=size=%s:rate=%d", s.Pattern, s.Size, s.FPS))
@@ -131,12 +148,7 @@ func Encode(out string, s Spec) error {
 	if s.Audio {
 		args = append(args, "-c:a", "aac", "-b:a", "64k")
 	}
-	args = append(args, s.ExtraArgs...)
-	args = append(args, "-f", "flv", out)
-	if b, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("ffmpeg %s: %v\n%s", strings.Join(args, " "), err, b)
-	}
-	return nil
+	return append(args, s.ExtraArgs...)
 }
 
 // Demux reads an FLV file's tags with ingest's tag parsers.
