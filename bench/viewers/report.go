@@ -20,7 +20,7 @@ func report(w io.Writer, c config, m machine.Description, input string, vs []*va
 		m.Nproc, m.CPU, m.Mem, m.Kernel, m.LoadBefore, m.LoadAfter)
 	fmt.Fprintf(w, "onair %s (flags: `%s`); ffmpeg %s; players built with %s.\n",
 		strings.TrimPrefix(machine.Output(c.onair, "version"), "onair "), strings.Join(c.onairFlags, " "), m.FFmpeg, runtime.Version())
-	fmt.Fprintf(w, "Input: %s, published by `ffmpeg -re -stream_loop -1 -c copy` to one channel (720p30 H.264 with B-frames, 3 Mbit/s, keyframe every second, AAC), onair's defaults (1 s segments, 250 ms parts, 7 segments).\n", inputName(c, input))
+	fmt.Fprintf(w, "Input: %s, published by `ffmpeg -re -stream_loop -1 -c copy` to one channel (720p30 H.264 with B-frames, 3 Mbit/s, keyframe every second, AAC), onair's defaults (1 s segments, 200 ms parts, 7 segments).\n", inputName(c, input))
 	fmt.Fprintf(w, "Players: `onair load play` (package load) on the same machine, %d per variant on a fresh onair, started over %v; figures over a %v window that opens %v after the ramp. "+
 		"LL-HLS players send a blocking reload (`_HLS_msn`, `_HLS_part`, `_HLS_skip=YES`) for the part after the newest listed and fetch every new part, as hls.js in low-latency mode; "+
 		"fMP4 and MPEG-TS players reload the playlist every half target duration and fetch every new segment. Each player keeps one connection; playlists are asked for gzipped.\n",
@@ -50,7 +50,7 @@ func report(w io.Writer, c config, m machine.Description, input string, vs []*va
 			r.idleGoroutines, r.peakGoroutines, pair(answer), kind, spread, pair(p.Media), 100*r.toolCPU)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Blocking answer: from sending a blocking reload to its answer read in full; it includes the wait for the part asked for (up to one part, 250 ms), so a loaded origin shows as a longer tail. Wake-up spread: for each part that several players waited for, how much later each got its answer than the first did (the origin's fan-out time for one playlist update).")
+	fmt.Fprintln(w, "Blocking answer: from sending a blocking reload to its answer read in full; it includes the wait for the part asked for (up to one part, 200 ms), so a loaded origin shows as a longer tail. Wake-up spread: for each part that several players waited for, how much later each got its answer than the first did (the origin's fan-out time for one playlist update).")
 	fmt.Fprintln(w)
 	if ab == nil {
 		return
