@@ -313,7 +313,8 @@ type playlistRequest struct {
 // waits on the window's own change signal: no goroutine is started and
 // nothing outlives the request.
 func (w *window) waitPlaylist(ctx context.Context, rq playlistRequest) (*rendered, error) {
-	var timer *time.Timer
+	h := hold{limit: w.cfg.hold}
+	defer h.stop()
 	for {
 		w.mu.Lock()
 		if w.closed {
@@ -332,17 +333,38 @@ func (w *window) waitPlaylist(ctx context.Context, rq playlistRequest) (*rendere
 		}
 		changed := w.changed
 		w.mu.Unlock()
-		if timer == nil {
-			timer = time.NewTimer(w.cfg.hold)
-			defer timer.Stop()
+		if err := h.wait(ctx, changed); err != nil {
+			return nil, err
 		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return nil, errTimeout
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	}
+}
+
+// hold bounds one request's waits on a window: the hold limit counts from
+// its first wait, however many changes it sees that do not answer it.
+type hold struct {
+	limit time.Duration
+	timer *time.Timer
+}
+
+// wait returns nil once changed is closed, errTimeout once the hold limit
+// has passed, or ctx's error.
+func (h *hold) wait(ctx context.Context, changed <-chan struct{}) error {
+	if h.timer == nil {
+		h.timer = time.NewTimer(h.limit)
+	}
+	select {
+	case <-changed:
+		return nil
+	case <-h.timer.C:
+		return errTimeout
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (h *hold) stop() {
+	if h.timer != nil {
+		h.timer.Stop()
 	}
 }
 
@@ -380,7 +402,8 @@ type object struct {
 // findMedia returns the object a media URI names, waiting (up to the hold
 // limit) when it names the part being filled, as a preload hint does.
 func (w *window) findMedia(ctx context.Context, n name) (*object, error) {
-	var timer *time.Timer
+	h := hold{limit: w.cfg.hold}
+	defer h.stop()
 	for {
 		w.mu.Lock()
 		if w.closed {
@@ -396,16 +419,8 @@ func (w *window) findMedia(ctx context.Context, n name) (*object, error) {
 		if !wait {
 			return nil, errNotFound
 		}
-		if timer == nil {
-			timer = time.NewTimer(w.cfg.hold)
-			defer timer.Stop()
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return nil, errTimeout
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := h.wait(ctx, changed); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -462,7 +477,8 @@ func (w *window) isEnded() bool {
 // multivariant playlist for the newest broadcast, rendered once per
 // broadcast and bandwidth estimate.
 func (w *window) waitMultivariant(ctx context.Context) (*rendered, error) {
-	var timer *time.Timer
+	h := hold{limit: w.cfg.hold}
+	defer h.stop()
 	for {
 		w.mu.Lock()
 		if w.closed {
@@ -478,16 +494,8 @@ func (w *window) waitMultivariant(ctx context.Context) (*rendered, error) {
 		if ended {
 			return nil, errNotFound
 		}
-		if timer == nil {
-			timer = time.NewTimer(w.cfg.hold)
-			defer timer.Stop()
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return nil, errTimeout
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := h.wait(ctx, changed); err != nil {
+			return nil, err
 		}
 	}
 }
