@@ -32,7 +32,8 @@ type encoder interface {
 //     interval is known to be too long for it: the target never changes;
 //   - a new part when the part reached 85 % of PART-TARGET, or the next frame
 //     would take it past PART-TARGET;
-//   - a discontinuity when timestamps jump forward by more than the target.
+//   - a discontinuity when timestamps jump forward by more than the target,
+//     or at a keyframe after a gap its part cannot hold (a reconnect).
 type packager struct {
 	cfg *config
 	m   *metrics
@@ -206,13 +207,25 @@ func (p *packager) advance(t time.Duration, key bool, prev *sample, au ingest.Ac
 		rate = p.audioRate
 	}
 	gap := t - p.lastLead
-	if gap > p.cfg.maxGap || gap < 0 {
+	// A gap the previous frame cannot fill without taking its part past
+	// PART-TARGET (a publisher that reconnected, or stalled).
+	over := t-p.partStart > p.cfg.part+time.Millisecond
+	if gap > p.cfg.maxGap || gap < 0 || over && key {
 		// A jump in the publisher's clock: end the segment where its media
 		// ends and go on after a discontinuity.
 		end := p.lastFrameEnd()
 		prev.dur = uint32(ticks(end, rate) - ticks(p.lastLead, rate))
 		p.m.discontinuities.Add(1)
 		p.closePart(end, p.newSegment(au, true), t)
+		return
+	}
+	if over {
+		// Between keyframes a discontinuity would restart decoders on a frame
+		// that needs the ones before it: end the part within its target and
+		// leave a hole until t, which players step over.
+		end := p.lastFrameEnd()
+		prev.dur = uint32(ticks(end, rate) - ticks(p.lastLead, rate))
+		p.closePart(end, nil, t)
 		return
 	}
 	prev.dur = uint32(ticks(t, rate) - ticks(p.lastLead, rate))
@@ -323,7 +336,7 @@ func (p *packager) writeAudio(au ingest.AccessUnit) error {
 // segment, which is cut once it is about SegmentDuration long.
 func (p *packager) advanceAudio(t time.Duration, prev *sample, au ingest.AccessUnit) {
 	gap := t - p.lastLead
-	if gap > p.cfg.maxGap || gap < 0 {
+	if gap > p.cfg.maxGap || gap < 0 || t-p.partStart > p.cfg.part+time.Millisecond {
 		p.advance(t, true, prev, au) // the discontinuity path
 		return
 	}

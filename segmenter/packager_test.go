@@ -160,32 +160,48 @@ func TestPackagerCutting(t *testing.T) {
 // segment after a discontinuity instead of stretching one past the target.
 func TestTimestampJump(t *testing.T) {
 	clip := testmedia.Make(t, testmedia.Spec{Seconds: 4, Video: true, Audio: true})
-	units := append([]ingest.AccessUnit(nil), clip.Units...)
-	half := len(units) / 2
-	for half < len(units) && !(units[half].Kind == ingest.KindVideo && !units[half].Key) {
-		half++
+	cases := []struct {
+		name      string
+		jump      time.Duration
+		atKey     bool // the jump comes just before a keyframe, as after a reconnect
+		wantDiscs int
+	}{
+		{"a clock jump between keyframes", 5 * time.Second, false, 1},
+		{"a reconnect: a gap its part cannot hold, then a keyframe", 180 * time.Millisecond, true, 1},
+		{"a stall between keyframes: a hole, no discontinuity", 180 * time.Millisecond, false, 0},
+		{"jitter a part can hold", 5 * time.Millisecond, false, 0},
 	}
-	for i := half; i < len(units); i++ {
-		units[i].DTS += 5 * time.Second
-		units[i].PTS += 5 * time.Second
-	}
-	cfg := testConfig(t, Options{})
-	w, _ := packageClip(t, cfg, clip.Tracks, units)
-	w.mu.Lock()
-	body := w.playlistLocked(false).body
-	w.mu.Unlock()
-	pl, err := hlscheck.Parse(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	discs := 0
-	for _, s := range pl.Segments {
-		if s.Discontinuity {
-			discs++
-		}
-	}
-	if discs != 1 {
-		t.Fatalf("%d discontinuities, want 1:\n%s", discs, body)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			units := append([]ingest.AccessUnit(nil), clip.Units...)
+			at := len(units) / 2
+			for at < len(units) && !(units[at].Kind == ingest.KindVideo && units[at].Key == c.atKey) {
+				at++
+			}
+			for i := at; i < len(units); i++ {
+				units[i].DTS += c.jump
+				units[i].PTS += c.jump
+			}
+			// packageClip checks every playlist version: parts within
+			// PART-TARGET, parts adding up to EXTINF, discontinuity numbering.
+			w, _ := packageClip(t, testConfig(t, Options{}), clip.Tracks, units)
+			w.mu.Lock()
+			body := w.playlistLocked(false).body
+			w.mu.Unlock()
+			pl, err := hlscheck.Parse(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			discs := 0
+			for _, s := range pl.Segments {
+				if s.Discontinuity {
+					discs++
+				}
+			}
+			if discs != c.wantDiscs {
+				t.Fatalf("%d discontinuities, want %d:\n%s", discs, c.wantDiscs, body)
+			}
+		})
 	}
 }
 
