@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"image"
 	_ "image/jpeg"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/onairhq/onair/moderation"
 )
 
 // TestModerationTakedown publishes a stream that turns into a red screen
@@ -109,5 +113,72 @@ func TestModerationTakedown(t *testing.T) {
 	again := Publish(t, file, s.RTMP+"/"+s.Key, false)
 	if exited, _ := again.Wait(5 * time.Second); !exited {
 		t.Error("republish during the ban was not refused")
+	}
+}
+
+// TestModerationBetweenKeyframes publishes a blocklisted pattern (colour
+// bars) with a black box drawn on exactly its keyframes, the evasion of
+// keyframe-only screening. Screening frames between keyframes (the
+// default) takes it down within 3 s of its first bars; screening keyframes
+// only lets it run.
+func TestModerationBetweenKeyframes(t *testing.T) {
+	needTools(t)
+	dir := t.TempDir()
+	stream := filepath.Join(dir, "evasion.flv")
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+		"-f", "lavfi", "-i", "smptebars=s=640x360:r=30:d=12",
+		"-vf", "drawbox=c=black:t=fill:enable='not(mod(n\\,30))'",
+		"-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+		"-g", "30", "-keyint_min", "30", "-sc_threshold", "0", "-f", "flv", stream)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, b)
+	}
+	bars := filepath.Join(dir, "bars.jpg")
+	if b, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+		"-i", "smptebars=s=640x360", "-frames:v", "1", bars).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, b)
+	}
+	h, err := moderation.HashImageFile(bars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocklist := filepath.Join(dir, "blocklist.txt")
+	if err := os.WriteFile(blocklist, []byte(fmt.Sprintf("%016x smptebars\n", h)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		mode        string
+		takenDown   bool
+		runsAtLeast time.Duration
+	}{
+		{"any", true, 0},
+		{"keyframes", false, 8 * time.Second},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			s := StartServer(t, "--moderation-blocklist", blocklist, "--moderation-sample", tc.mode)
+			start := time.Now()
+			pub := Publish(t, stream, s.RTMP+"/"+s.Key, false)
+			if !tc.takenDown {
+				if exited, _ := pub.Wait(tc.runsAtLeast); exited {
+					t.Fatalf("keyframe-only screening ended the publish:\n%s\n%s", pub.Output(), tail(s.Logs(), 20))
+				}
+				return
+			}
+			exited, _ := pub.Wait(10 * time.Second)
+			cut := time.Since(start)
+			if !exited {
+				t.Fatalf("the evasion still streams 10 s in:\n%s", tail(s.Logs(), 30))
+			}
+			// The first bars are the frame after the first keyframe: within
+			// milliseconds of ffmpeg's start, which this measure includes.
+			t.Logf("publisher started -> cut off: %v", cut.Round(time.Millisecond))
+			if cut > 3*time.Second {
+				t.Errorf("taken down %v after the first bars, want within 3 s", cut)
+			}
+			if !strings.Contains(s.Logs(), "matches a blocklisted image (smptebars)") {
+				t.Errorf("no blocklist takedown in the log:\n%s", tail(s.Logs(), 30))
+			}
+		})
 	}
 }

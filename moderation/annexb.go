@@ -14,19 +14,27 @@ var (
 	audHEVC = []byte{0x46, 0x01, 0x50}
 )
 
-// annexB renders a keyframe as a self-contained Annex-B byte stream: the
-// track's parameter sets, the frame's NAL units, and an access unit delimiter.
-// In-band parameter sets are left out: the track's were rewritten for the
-// decoder (see withoutReordering), and new ones would start a new broadcast.
-func annexB(track *ingest.VideoTrack, au ingest.AccessUnit) []byte {
+// annexB renders a sample as a self-contained Annex-B byte stream: the
+// track's parameter sets, then each frame's NAL units followed by an access
+// unit delimiter. In-band parameter sets are left out: the track's were
+// rewritten for the decoder (see withoutReordering), and new ones would start
+// a new broadcast.
+func annexB(track *ingest.VideoTrack, smp Sample) []byte {
+	aud := audH264
+	if track.Codec == ingest.CodecHEVC {
+		aud = audHEVC
+	}
 	n := 0
 	for _, ps := range [][]byte{track.VPS, track.SPS, track.PPS} {
 		n += len(startCode) + len(ps)
 	}
-	for _, nalu := range au.NALUs {
-		n += len(startCode) + len(nalu)
+	for _, au := range smp.Frames {
+		for _, nalu := range au.NALUs {
+			n += len(startCode) + len(nalu)
+		}
+		n += len(startCode) + len(aud)
 	}
-	out := make([]byte, 0, n+len(startCode)+len(audHEVC))
+	out := make([]byte, 0, n)
 	add := func(nalu []byte) {
 		if len(nalu) > 0 {
 			out = append(out, startCode...)
@@ -38,18 +46,34 @@ func annexB(track *ingest.VideoTrack, au ingest.AccessUnit) []byte {
 	}
 	add(track.SPS)
 	add(track.PPS)
-	for _, nalu := range au.NALUs {
-		if isAUDOrParameterSet(track.Codec, nalu) {
-			continue // one delimiter, at the end, is all the demuxer needs
+	for _, au := range smp.Frames {
+		for _, nalu := range au.NALUs {
+			if isAUDOrParameterSet(track.Codec, nalu) {
+				continue // one delimiter, after the frame, is all the demuxer needs
+			}
+			add(nalu)
 		}
-		add(nalu)
-	}
-	if track.Codec == ingest.CodecHEVC {
-		add(audHEVC)
-	} else {
-		add(audH264)
+		add(aud)
 	}
 	return out
+}
+
+// disposableH264 reports whether no other frame refers to an H.264 frame:
+// every slice of it has nal_ref_idc 0.
+func disposableH264(au ingest.AccessUnit) bool {
+	slices := 0
+	for _, nalu := range au.NALUs {
+		if len(nalu) == 0 {
+			continue
+		}
+		if t := nalu[0] & 0x1f; t >= 1 && t <= 5 {
+			if nalu[0]>>5&3 != 0 {
+				return false
+			}
+			slices++
+		}
+	}
+	return slices > 0
 }
 
 func isAUDOrParameterSet(codec ingest.Codec, nalu []byte) bool {
@@ -64,13 +88,15 @@ func isAUDOrParameterSet(codec ingest.Codec, nalu []byte) bool {
 	return t == 7 || t == 8 || t == 9 // SPS, PPS, AUD
 }
 
-// decoderTrack returns a copy of track whose SPS declares no frame reordering.
-func decoderTrack(track *ingest.VideoTrack) (*ingest.VideoTrack, error) {
+// decoderTrack returns a copy of track whose SPS declares no frame
+// reordering, and whether it does so explicitly (see withoutReordering):
+// only then can frames between keyframes be decoded from a sample.
+func decoderTrack(track *ingest.VideoTrack) (*ingest.VideoTrack, bool, error) {
 	t := *track
-	sps, err := withoutReordering(t.Codec, t.SPS)
+	sps, explicit, err := withoutReordering(t.Codec, t.SPS)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	t.SPS = sps
-	return &t, nil
+	return &t, explicit, nil
 }

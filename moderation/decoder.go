@@ -25,7 +25,7 @@ const rawPacketSize = 1024
 // maxJPEG bounds one decoded frame; a larger one means the output is garbage.
 const maxJPEG = 16 << 20
 
-// Decoder turns keyframes into JPEG images with one long-lived ffmpeg
+// Decoder turns samples (keyframes, and frames after them) into JPEG images with one long-lived ffmpeg
 // process: starting ffmpeg per frame costs far more than decoding one intra
 // frame. Each keyframe carries its parameter sets and so decodes on its own:
 // one Decoder can serve keyframes of any broadcast of its codec and output
@@ -42,6 +42,11 @@ type Decoder struct {
 	stderr *tailBuffer
 	err    error // why the reader stopped; set before done is closed
 	once   sync.Once
+	quit   chan struct{} // closed by Close: the reader drops images from then on
+	close  sync.Once
+
+	mark     []byte // H.264: the sentinel stream (see sentinelH264); nil for HEVC
+	sentinel []byte // the sentinel's image, once decoded
 }
 
 // DecoderOptions configures a Decoder.
@@ -90,15 +95,22 @@ func StartDecoder(opts DecoderOptions) (*Decoder, error) {
 		// One thread: frame threading holds frames back by one per thread, and
 		// an intra frame every few seconds needs no parallelism.
 		"-threads", "1",
+		// Filters keep their configuration when the frame size changes (the
+		// sentinel is 16×16): the scaler follows the input by itself.
+		"-reinit_filter", "0",
 		"-f", demuxer, "-i", "pipe:0",
 		"-an", "-sn", "-dn",
 		"-fps_mode", "passthrough",
 	}
+	// Output timestamps are the frame count: the raw demuxer's own repeat
+	// when parameter sets change, and the JPEG encoder refuses that.
 	switch {
 	case opts.Width > 0 && opts.Height > 0:
-		args = append(args, "-vf", fmt.Sprintf("scale=%d:%d", opts.Width, opts.Height))
+		args = append(args, "-vf", fmt.Sprintf("settb=1/25,setpts=N,scale=%d:%d", opts.Width, opts.Height))
 	case opts.MaxWidth > 0:
-		args = append(args, "-vf", fmt.Sprintf("scale='min(%d,iw)':-2", opts.MaxWidth))
+		args = append(args, "-vf", fmt.Sprintf("settb=1/25,setpts=N,scale='min(%d,iw)':-2", opts.MaxWidth))
+	default:
+		args = append(args, "-vf", "settb=1/25,setpts=N")
 	}
 	args = append(args,
 		"-threads", "1", "-c:v", "mjpeg", "-q:v", strconv.Itoa(opts.Quality),
@@ -118,7 +130,13 @@ func StartDecoder(opts DecoderOptions) (*Decoder, error) {
 		stdin:  inW,
 		frames: make(chan []byte, 1),
 		done:   make(chan struct{}),
+		quit:   make(chan struct{}),
 		stderr: &tailBuffer{max: 2048},
+	}
+	if opts.Codec == ingest.CodecH264 && opts.Width > 0 && opts.Height > 0 {
+		// Only at a fixed output size: the sentinel's image must be the
+		// same size as the samples' for the JPEG encoder.
+		d.mark = sentinelH264()
 	}
 	d.cmd = exec.Command(opts.FFmpegPath, args...)
 	d.cmd.Stdin = inR
@@ -157,7 +175,7 @@ func (d *Decoder) read(r *os.File) {
 		}
 		select {
 		case d.frames <- img:
-		case <-d.done:
+		case <-d.quit: // nobody will take it; read on until ffmpeg exits
 		}
 	}
 	// Reap the process so that no zombie is left and its exit status is known.
@@ -176,6 +194,33 @@ func (d *Decoder) read(r *os.File) {
 // its JPEG image. On a timeout or error the decoder's state is unknown: Close it
 // and start another.
 func (d *Decoder) Decode(ctx context.Context, annexB []byte) ([]byte, error) {
+	_, img, err := d.DecodeSample(ctx, annexB)
+	return img, err
+}
+
+// DecodeSample writes a self-contained Annex-B stream (a keyframe and,
+// for H.264, the frames after it) and returns the first image it gave and
+// the last. An H.264 sample decoded at a fixed output size is followed by
+// the sentinel (see sentinelH264), and every image up to the sentinel's is
+// the sample's; any other sample must be a keyframe alone and gives one image. On a timeout or error the
+// decoder's state is unknown: Close it and start another.
+func (d *Decoder) DecodeSample(ctx context.Context, annexB []byte) (first, last []byte, err error) {
+	if d.mark == nil {
+		return d.decode(ctx, annexB, nil)
+	}
+	if d.sentinel == nil {
+		// The sentinel's image: the first thing this process decodes.
+		if _, d.sentinel, err = d.decode(ctx, d.mark, nil); err != nil {
+			return nil, nil, fmt.Errorf("decoding the sentinel: %w", err)
+		}
+	}
+	return d.decode(ctx, append(annexB[:len(annexB):len(annexB)], d.mark...), d.sentinel)
+}
+
+// decode writes data and reads the images it gives: up to the one equal to
+// until, or a single one when until is nil. The write runs in a goroutine
+// of its own while images are read, so that ffmpeg never waits on its output.
+func (d *Decoder) decode(ctx context.Context, data, until []byte) (first, last []byte, err error) {
 	if deadline, ok := ctx.Deadline(); ok {
 		d.stdin.SetWriteDeadline(deadline)
 	} else {
@@ -183,20 +228,46 @@ func (d *Decoder) Decode(ctx context.Context, annexB []byte) ([]byte, error) {
 	}
 	// The raw demuxer reads its input in 1 KiB packets and waits for a full
 	// one; zero padding (allowed after a NAL unit) up to the next boundary
-	// makes it take the whole keyframe now.
-	pad := (rawPacketSize - (d.sent+int64(len(annexB)))%rawPacketSize) % rawPacketSize
-	buf := make([]byte, len(annexB)+int(pad))
-	copy(buf, annexB)
-	n, err := d.stdin.Write(buf)
-	d.sent += int64(n)
-	if err != nil {
-		select {
-		case <-d.done:
-			return nil, fmt.Errorf("writing keyframe to decoder: %w", d.err)
-		default:
+	// makes it take the whole stream now.
+	pad := (rawPacketSize - (d.sent+int64(len(data)))%rawPacketSize) % rawPacketSize
+	buf := make([]byte, len(data)+int(pad))
+	copy(buf, data)
+	d.sent += int64(len(buf)) // a short write ends the decoder anyway
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := d.stdin.Write(buf)
+		wrote <- err
+	}()
+	defer func() {
+		if err != nil {
+			d.stdin.SetWriteDeadline(time.Now()) // unblock the write: the decoder is done for
 		}
-		return nil, fmt.Errorf("writing keyframe to decoder: %w", err)
+		if werr := <-wrote; werr != nil && err == nil {
+			err = fmt.Errorf("writing frames to decoder: %w", werr)
+		}
+	}()
+	for {
+		img, err := d.next(ctx)
+		switch {
+		case err != nil:
+			return nil, nil, err
+		case until == nil:
+			return img, img, nil
+		case bytes.Equal(img, until):
+			if first == nil {
+				return nil, nil, errors.New("decoding frames: the sample gave no image")
+			}
+			return first, last, nil
+		}
+		if first == nil {
+			first = img
+		}
+		last = img
 	}
+}
+
+// next returns the next image ffmpeg outputs.
+func (d *Decoder) next(ctx context.Context) ([]byte, error) {
 	select {
 	case img := <-d.frames:
 		return img, nil
@@ -207,14 +278,15 @@ func (d *Decoder) Decode(ctx context.Context, annexB []byte) ([]byte, error) {
 			return img, nil
 		default:
 		}
-		return nil, fmt.Errorf("decoding keyframe: %w", d.err)
+		return nil, fmt.Errorf("decoding frames: %w", d.err)
 	case <-ctx.Done():
-		return nil, fmt.Errorf("decoding keyframe: %w", ctx.Err())
+		return nil, fmt.Errorf("decoding frames: %w", ctx.Err())
 	}
 }
 
 // Close kills the ffmpeg process and waits until it has exited.
 func (d *Decoder) Close() error {
+	d.close.Do(func() { close(d.quit) })
 	d.stdin.Close()
 	select {
 	case <-d.done:

@@ -188,7 +188,7 @@ func TestDecoderLatency(t *testing.T) {
 			if len(keys) < 3 {
 				t.Fatalf("%d keyframes", len(keys))
 			}
-			track, err := decoderTrack(&c.track)
+			track, _, err := decoderTrack(&c.track)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -201,7 +201,7 @@ func TestDecoderLatency(t *testing.T) {
 			for i, k := range keys {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				start := time.Now()
-				img, err := d.Decode(ctx, annexB(track, k))
+				img, err := d.Decode(ctx, annexB(track, Sample{Frames: []ingest.AccessUnit{k}}))
 				cancel()
 				if err != nil {
 					t.Fatalf("keyframe %d: %v", i, err)

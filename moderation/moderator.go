@@ -29,6 +29,9 @@ import (
 // ReasonUnavailable is the takedown reason under FailClosed.
 const ReasonUnavailable = "screening unavailable"
 
+// ReasonUnscreened is the reason of the flag raised under FailOpen.
+const ReasonUnscreened = "screening unavailable: continues unscreened (failure policy open)"
+
 // Event is a recorded moderation decision: a flag or a takedown.
 type Event struct {
 	Time        time.Time     `json:"time"`
@@ -92,6 +95,7 @@ type broadcastState struct {
 	thumbETag    string
 	thumbMade    time.Time      // when thumb was decoded
 	refresh      *decodeRequest // a thumbnail decode under way (no screeners)
+	splits       splitTracker
 }
 
 var _ ingest.Consumer = (*Moderator)(nil)
@@ -206,15 +210,27 @@ func (m *Moderator) Consume(ctx context.Context, b *ingest.Broadcast, feed *inge
 	log := m.log.With("channel", b.Channel, "broadcast", b.ID)
 	defer m.recoverPanic("consume", log)
 	screening := len(m.screeners) > 0
-	st := &broadcastState{b: b, sampler: NewSampler(m.opts.Interval), cleared: !m.opts.Gate || !screening}
+	st := &broadcastState{b: b, cleared: !m.opts.Gate || !screening}
+	mode := SampleKeyframes
 	if v := b.Tracks.Video; v == nil {
 		st.cleared = true // nothing to see
 	} else {
 		st.track, st.key = v, keyFor(v, b.ID, m.opts.FrameWidth)
 		if decodable(v.Codec) {
-			st.track = lowDelayTrack(v, log)
+			var between bool
+			st.track, between = lowDelayTrack(v, log)
+			if screening && m.opts.Sample == SampleAny {
+				// Frames between keyframes need an H.264 SPS that states no
+				// reordering and a known frame size (see Decoder.DecodeSample).
+				if between && st.key.broadcast == "" {
+					mode = SampleAny
+				} else {
+					log.Warn("frames between keyframes cannot be screened for this stream: screening keyframes only", "codec", v.Codec)
+				}
+			}
 		}
 	}
+	st.sampler = NewModeSampler(m.opts.Interval, mode, disposableH264)
 	m.mu.Lock()
 	m.channels[b.Channel] = st
 	m.mu.Unlock()
@@ -235,14 +251,16 @@ func (m *Moderator) Consume(ctx context.Context, b *ingest.Broadcast, feed *inge
 			m.screenLoop(wctx, st, log)
 		}()
 	}
-	// The media path: per unit, one comparison for all but the keyframes,
-	// no allocation, no lock of the Moderator's.
+	// The media path: per unit a few comparisons (and in SampleAny mode the
+	// unit's place in its GOP), no allocation but a GOP's growing list, no
+	// lock of the Moderator's.
+	longGOP := false
 	for {
 		au, err := feed.Next(ctx)
 		if err != nil {
 			break
 		}
-		if au.Kind != ingest.KindVideo || !au.Key {
+		if au.Kind != ingest.KindVideo || (!au.Key && mode != SampleAny) {
 			continue
 		}
 		if taken, replaced := st.sampler.Observe(au); taken && screening {
@@ -250,6 +268,10 @@ func (m *Moderator) Consume(ctx context.Context, b *ingest.Broadcast, feed *inge
 			if replaced {
 				m.metrics.superseded.Add(1)
 			}
+		}
+		if !longGOP && st.sampler.GOPTooLong() {
+			longGOP = true
+			m.flag(st, Event{Action: Flag, Reason: ReasonLongGOP, Screener: "sampler", KeyframeTime: au.PTS}, log)
 		}
 	}
 }
@@ -277,15 +299,30 @@ func (m *Moderator) recoverPanic(where string, log *slog.Logger) {
 	}
 }
 
-// lowDelayTrack returns the track to give the decoder (see decoderTrack).
-func lowDelayTrack(v *ingest.VideoTrack, log *slog.Logger) *ingest.VideoTrack {
-	track, err := decoderTrack(v)
+// lowDelayTrack returns the track to give the decoder (see decoderTrack),
+// and whether frames between keyframes can be screened with it.
+func lowDelayTrack(v *ingest.VideoTrack, log *slog.Logger) (*ingest.VideoTrack, bool) {
+	track, between, err := decoderTrack(v)
 	if err != nil {
 		// The original SPS still decodes, only with a delay of a few keyframes.
 		log.Warn("cannot rewrite SPS for low-delay decoding", "err", err)
-		return v
+		return v, false
 	}
-	return track
+	return track, between
+}
+
+// ReasonLongGOP is the reason of the flag raised for a broadcast whose
+// keyframes are too far apart for its frames between them to be screened.
+var ReasonLongGOP = fmt.Sprintf("keyframes more than %d frames apart: frames after that in a GOP are not screened", maxPrefixFrames)
+
+// flag records a flag raised by moderation itself and tells OnFlag.
+func (m *Moderator) flag(st *broadcastState, ev Event, log *slog.Logger) {
+	m.metrics.verdict(Flag)
+	ev = m.record(st, ev)
+	log.Warn("broadcast flagged", "screener", ev.Screener, "reason", ev.Reason)
+	if m.opts.OnFlag != nil {
+		m.opts.OnFlag(ev)
+	}
 }
 
 // record appends an event to the channel's history and returns it completed.

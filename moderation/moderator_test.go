@@ -459,8 +459,8 @@ func TestSamplerKeepsNewest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	au, err := s.Next(ctx)
-	if err != nil || au.DTS != 4200*time.Millisecond {
-		t.Fatalf("Next = %v, %v; want the newest (4.2 s)", au.DTS, err)
+	if err != nil || au.Target().DTS != 4200*time.Millisecond {
+		t.Fatalf("Next = %v, %v; want the newest (4.2 s)", au.Target().DTS, err)
 	}
 	if _, err := s.Next(ctx); err == nil {
 		t.Fatal("Next returned a second sample; the mailbox holds one")

@@ -31,8 +31,11 @@ type Enforcer interface {
 // Gate: start from DefaultOptions to get the gate on. Negative values are
 // refused by New (FrameWidth excepted).
 type Options struct {
-	// Interval between sampled keyframes of a broadcast, in media time (default 2 s).
+	// Interval between screened frames of a broadcast, in media time (default 2 s).
 	Interval time.Duration
+	// Sample says which frames are screened (default SampleAny: keyframes
+	// and frames between them, at random points of each interval).
+	Sample SampleMode
 
 	// BlocklistPath is a file of perceptual hashes to block (see HashList); empty: none.
 	BlocklistPath string
@@ -107,6 +110,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Interval:          2 * time.Second,
+		Sample:            SampleAny,
 		HashDistance:      10,
 		BlocklistPoll:     3 * time.Second,
 		ScreenTimeout:     5 * time.Second,
@@ -147,6 +151,11 @@ func (o *Options) check() error {
 	if o.HashDistance > 64 {
 		errs = append(errs, fmt.Errorf("HashDistance %d is more than the 64 bits of a hash", o.HashDistance))
 	}
+	switch o.Sample {
+	case "", SampleAny, SampleKeyframes:
+	default:
+		errs = append(errs, fmt.Errorf("sample mode %q is neither %q nor %q", o.Sample, SampleAny, SampleKeyframes))
+	}
 	switch o.FailurePolicy {
 	case "", FailOpen, FailClosed:
 	default:
@@ -162,6 +171,9 @@ func (o *Options) fill() {
 	d := DefaultOptions()
 	if o.Interval == 0 {
 		o.Interval = d.Interval
+	}
+	if o.Sample == "" {
+		o.Sample = d.Sample
 	}
 	if o.HashDistance == 0 {
 		o.HashDistance = d.HashDistance

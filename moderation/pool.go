@@ -142,7 +142,8 @@ type decodeRequest struct {
 	queued time.Time
 	state  requestState
 	done   chan struct{}
-	img    []byte
+	img    []byte // the last image: the frame to screen
+	keyImg []byte // the first image: the keyframe's
 	err    error
 }
 
@@ -429,17 +430,18 @@ func (p *decodePool) serve(w *decodeWorker, req *decodeRequest) {
 		err = errNoFrame
 		return
 	}
-	img, err = p.decodeOn(w, req.key, data)
+	req.keyImg, img, err = p.decodeOn(w, req.key, data)
 }
 
-// decodeOn decodes data with w's process, (re)starting it for key as needed.
-func (p *decodePool) decodeOn(w *decodeWorker, key decoderKey, data []byte) ([]byte, error) {
+// decodeOn decodes data with w's process, (re)starting it for key as needed,
+// and returns the first and the last image.
+func (p *decodePool) decodeOn(w *decodeWorker, key decoderKey, data []byte) (first, last []byte, err error) {
 	if w.dec != nil && w.key != key {
 		p.stopProcess(w, "switch")
 	}
 	if w.dec == nil {
 		if wait := time.Until(w.retryAt); wait > 0 {
-			return nil, fmt.Errorf("decoder failed %d times in a row: next start in %v", w.failures, wait.Round(time.Millisecond))
+			return nil, nil, fmt.Errorf("decoder failed %d times in a row: next start in %v", w.failures, wait.Round(time.Millisecond))
 		}
 		opts := DecoderOptions{FFmpegPath: p.ffmpeg, Codec: key.codec, Width: key.width, Height: key.height}
 		if key.broadcast != "" {
@@ -449,7 +451,7 @@ func (p *decodePool) decodeOn(w *decodeWorker, key decoderKey, data []byte) ([]b
 		d, err := StartDecoder(opts)
 		if err != nil {
 			p.failed(w)
-			return nil, err
+			return nil, nil, err
 		}
 		w.dec = d
 		p.metrics.processes.Add(1)
@@ -460,16 +462,16 @@ func (p *decodePool) decodeOn(w *decodeWorker, key decoderKey, data []byte) ([]b
 	ctx, cancel := context.WithTimeout(p.ctx, p.timeout)
 	defer cancel()
 	t0 := time.Now()
-	img, err := w.dec.Decode(ctx, data)
+	first, last, err = w.dec.DecodeSample(ctx, data)
 	if err != nil {
 		// Its state is unknown now (a frame may still come out): start afresh.
 		p.stopProcess(w, "failure")
 		p.failed(w)
-		return nil, err
+		return nil, nil, err
 	}
 	w.failures = 0
 	p.metrics.decodeTook(time.Since(t0))
-	return img, nil
+	return first, last, nil
 }
 
 // failed counts a failure of w's decoder and sets when it may start again.

@@ -193,7 +193,7 @@ func TestPoolNewestSampleWins(t *testing.T) {
 	req := &decodeRequest{key: key, take: func() ([]byte, bool) {
 		au, ok := s.TryNext()
 		if ok {
-			took = append(took, au.DTS)
+			took = append(took, au.Target().DTS)
 		}
 		return nil, false
 	}}
@@ -227,12 +227,12 @@ func TestPoolSharesProcesses(t *testing.T) {
 	p, mt := testPool(t, "ffmpeg", 1, 8)
 	for i, c := range clips {
 		c.track.Width, c.track.Height = sizes[i][0], sizes[i][1]
-		track, err := decoderTrack(&c.track)
+		track, _, err := decoderTrack(&c.track)
 		if err != nil {
 			t.Fatal(err)
 		}
 		key := keyFor(&c.track, "b", 640)
-		data := annexB(track, keyframes(c)[0])
+		data := annexB(track, Sample{Frames: keyframes(c)[:1]})
 		img, err := p.decode(context.Background(), &decodeRequest{key: key, take: func() ([]byte, bool) { return data, true }})
 		if err != nil {
 			t.Fatalf("clip %d: %v", i, err)

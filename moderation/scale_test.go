@@ -107,6 +107,9 @@ func TestModerationScale(t *testing.T) {
 	opts := DefaultOptions()
 	opts.Enforcer = h
 	opts.Logger = quietLogger()
+	if mode := os.Getenv("ONAIR_MODERATION_SAMPLE"); mode != "" { // any (default) or keyframes
+		opts.Sample = SampleMode(mode)
+	}
 	if sc.screen {
 		opts.Screeners = []Screener{probe}
 	}

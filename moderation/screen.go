@@ -78,12 +78,12 @@ func (m *Moderator) screenNext(ctx context.Context, st *broadcastState, log *slo
 		urgent:  first, // the gate may hold the broadcast unlisted until then
 		expires: start.Add(m.opts.FailureAfter),
 		take: func() ([]byte, bool) {
-			a, ok := st.sampler.TryNext()
+			smp, ok := st.sampler.TryNext()
 			if !ok {
 				return nil, false
 			}
-			au = a
-			return annexB(st.track, a), true
+			au = smp.Target()
+			return annexB(st.track, smp), true
 		},
 	}
 	jpg, err := m.decode(ctx, req)
@@ -95,11 +95,14 @@ func (m *Moderator) screenNext(ctx context.Context, st *broadcastState, log *slo
 	}
 	if err != nil {
 		m.metrics.failure("decoder")
-		log.Warn("decoding keyframe failed", "err", err)
+		log.Warn("decoding sampled frames failed", "err", err)
 		return m.failed(ctx, st, start, log), true
 	}
 	m.metrics.decoded.Add(1)
-	f := &Frame{Channel: b.Channel, BroadcastID: b.ID, PTS: au.PTS, Received: au.Received, JPEG: jpg}
+	f := &Frame{Channel: b.Channel, BroadcastID: b.ID, PTS: au.PTS, Received: au.Received, JPEG: jpg, Keyframe: au.Key}
+	if !au.Key {
+		m.compareWithKeyframe(st, f, req.keyImg, log)
+	}
 	return m.screen(ctx, st, f, start, log), false
 }
 
@@ -112,7 +115,7 @@ func (m *Moderator) decode(ctx context.Context, req *decodeRequest) ([]byte, err
 		err = fmt.Errorf("decoding keyframe: codec %q is not supported", req.key.codec)
 	}
 	if err != nil {
-		req.take() // the frame is spent: the next try is on a newer one
+		req.take() // the sample is spent: the next try is on a newer one
 		return nil, err
 	}
 	return m.pool.decode(ctx, req)
@@ -229,6 +232,8 @@ func (m *Moderator) failed(ctx context.Context, st *broadcastState, start time.T
 		if openNow {
 			m.metrics.failOpen.Add(1)
 			log.Error("screening unavailable: broadcast continues unscreened (failure policy open)", "failing_since", since)
+			// In the channel's events, so the API shows which channels ran unscreened.
+			m.flag(st, Event{Action: Flag, Reason: ReasonUnscreened, Screener: "failure-policy"}, log)
 		}
 		return false
 	}
@@ -267,5 +272,74 @@ func (m *Moderator) takeDown(ctx context.Context, st *broadcastState, ev Event) 
 	select {
 	case <-done:
 	case <-ctx.Done():
+	}
+}
+
+// Keyframes that differ sharply from the frames between them are how a
+// stream dodges screening that looks at keyframes only (something harmless
+// drawn on exactly the keyframes). A sample is a split when its keyframe and
+// its screened frame are more than splitDistance bits apart in perceptual
+// hash while the screened frame stays close to the previous sample's (at
+// most half that distance): the stream is steady between keyframes, and only
+// its keyframes differ. Motion or a scene cut changes the frames between
+// keyframes too, so it does not count. splitsToFlag splits among a
+// broadcast's last splitWindow samples flag it, once.
+const (
+	splitDistance = 24
+	splitWindow   = 5
+	splitsToFlag  = 3
+)
+
+// ReasonSplitKeyframes is the reason of the flag raised for such a broadcast.
+const ReasonSplitKeyframes = "keyframes differ sharply from the frames between them (a way to dodge keyframe-only screening)"
+
+// splitTracker follows one broadcast's samples for splits.
+type splitTracker struct {
+	prev    uint64 // hash of the previous sample's screened frame
+	hasPrev bool
+	recent  []bool // the last samples, split or not
+	flagged bool
+}
+
+// observe records a sample's keyframe and screened-frame hashes and reports
+// the key-to-frame distance, the splits among the recent samples, and
+// whether the broadcast is to be flagged now.
+func (t *splitTracker) observe(key, frame uint64) (dist, splits int, flag bool) {
+	dist = Distance(key, frame)
+	split := t.hasPrev && dist > splitDistance && 2*Distance(t.prev, frame) <= dist
+	t.prev, t.hasPrev = frame, true
+	t.recent = append(t.recent, split)
+	if len(t.recent) > splitWindow {
+		t.recent = t.recent[1:]
+	}
+	for _, s := range t.recent {
+		if s {
+			splits++
+		}
+	}
+	if splits >= splitsToFlag && !t.flagged {
+		t.flagged, flag = true, true
+	}
+	return dist, splits, flag
+}
+
+// compareWithKeyframe hashes the sample's keyframe image and its screened
+// frame f, and flags the broadcast once its keyframes keep differing from
+// what is shown between them.
+func (m *Moderator) compareWithKeyframe(st *broadcastState, f *Frame, keyJPEG []byte, log *slog.Logger) {
+	ki, err := (&Frame{JPEG: keyJPEG}).Image()
+	if err != nil {
+		return
+	}
+	fi, err := f.Image()
+	if err != nil {
+		return
+	}
+	m.mu.Lock()
+	d, n, flag := st.splits.observe(HashImage(ki), HashImage(fi))
+	m.mu.Unlock()
+	if flag {
+		m.flag(st, Event{Action: Flag, Reason: ReasonSplitKeyframes, Screener: "sampler", KeyframeTime: f.PTS},
+			log.With("distance", d, "splits", n))
 	}
 }

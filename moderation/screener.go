@@ -42,14 +42,16 @@ type Verdict struct {
 	Screener string
 }
 
-// Frame is one decoded keyframe of a broadcast.
+// Frame is one decoded frame of a broadcast: a keyframe or a frame between keyframes.
 type Frame struct {
 	Channel     string
 	BroadcastID string
-	// PTS is the keyframe's presentation time within the broadcast.
+	// PTS is the frame's presentation time within the broadcast.
 	PTS time.Duration
-	// Received is when ingest received the keyframe.
+	// Received is when ingest received the frame.
 	Received time.Time
+	// Keyframe is true when the frame is a keyframe.
+	Keyframe bool
 	// JPEG is the decoded image.
 	JPEG []byte
 

@@ -7,46 +7,115 @@ import (
 	"github.com/onairhq/onair/ingest"
 )
 
-// The decoder is fed only keyframes, so no frame ever needs reordering; but
-// an SPS that allows B-frames makes ffmpeg hold back that many frames before
-// output, and with one keyframe every few seconds that means seconds of delay.
-// withoutReordering rewrites the SPS to declare zero reordered frames, so
-// each keyframe comes out as soon as it is decoded. Everything else in the
-// SPS is copied bit for bit.
-func withoutReordering(codec ingest.Codec, sps []byte) ([]byte, error) {
+// The decoder is fed samples that start at a keyframe; an SPS that allows
+// B-frames makes ffmpeg hold back that many frames before output, and with
+// one sample every few seconds that means seconds of delay. withoutReordering
+// rewrites the SPS to declare zero reordered frames, so each frame comes out
+// as soon as it is decoded (and a frame shown before one already output is
+// dropped). Everything else in the SPS is copied bit for bit.
+//
+// For H.264 the declaration must be explicit: without a VUI bitstream
+// restriction ffmpeg guesses the reordering from the frames and starts
+// holding frames back once it sees a B-frame. So a restriction is added
+// where the SPS has none, and explicit reports that the rewritten SPS
+// holds one (HEVC states its reordering in every SPS, but ffmpeg's HEVC
+// decoder still holds frames back, so explicit is false for it).
+func withoutReordering(codec ingest.Codec, sps []byte) (out []byte, explicit bool, err error) {
 	hdr := 1
 	if codec == ingest.CodecHEVC {
 		hdr = 2
 	}
 	if len(sps) <= hdr {
-		return nil, errors.New("rewriting SPS: too short")
+		return nil, false, errors.New("rewriting SPS: too short")
 	}
 	rbsp := unescapeRBSP(sps[hdr:])
 	r := &bitReader{b: rbsp}
-	var fields []bitRange
-	var err error
+	var edits []bitEdit
 	if codec == ingest.CodecHEVC {
-		fields, err = hevcReorderFields(r)
+		edits, err = hevcReorderFields(r)
 	} else {
-		fields, err = h264ReorderFields(r)
+		edits, err = h264ReorderFields(r)
+		explicit = err == nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("rewriting SPS: %w", err)
+		return nil, false, fmt.Errorf("rewriting SPS: %w", err)
 	}
-	if len(fields) == 0 {
-		return sps, nil
+	if len(edits) == 0 {
+		return sps, explicit, nil
 	}
-	out, err := replaceWithZeroUE(rbsp, fields)
+	rewritten, err := applyEdits(rbsp, edits)
 	if err != nil {
-		return nil, fmt.Errorf("rewriting SPS: %w", err)
+		return nil, false, fmt.Errorf("rewriting SPS: %w", err)
 	}
-	return append(append([]byte(nil), sps[:hdr]...), escapeRBSP(out)...), nil
+	return append(append([]byte(nil), sps[:hdr]...), escapeRBSP(rewritten)...), explicit, nil
 }
 
-// bitRange is a field's position in an RBSP, in bits: [start, end).
-type bitRange struct{ start, end int }
+// bitEdit replaces the bits [start, end) of an RBSP with bits (one 0 or 1 per byte).
+type bitEdit struct {
+	start, end int
+	bits       []byte
+}
 
-func h264ReorderFields(r *bitReader) ([]bitRange, error) {
+// ueBits returns the bits of the Exp-Golomb code of v.
+func ueBits(v int) []byte {
+	v++
+	n := 0
+	for x := v; x > 1; x >>= 1 {
+		n++
+	}
+	bits := make([]byte, 0, 2*n+1)
+	for range n {
+		bits = append(bits, 0)
+	}
+	for i := n; i >= 0; i-- {
+		bits = append(bits, byte(v>>i&1))
+	}
+	return bits
+}
+
+// h264Restriction returns the bits of a VUI bitstream restriction that
+// declares no reordering and otherwise the values H.264 infers without one.
+func h264Restriction(maxRefFrames int) []byte {
+	bits := []byte{1} // motion_vectors_over_pic_boundaries_flag
+	for _, v := range []int{2, 1, 15, 15, 0, maxRefFrames} {
+		// max_bytes_per_pic_denom, max_bits_per_mb_denom,
+		// log2_max_mv_length_horizontal and _vertical,
+		// max_num_reorder_frames, max_dec_frame_buffering
+		bits = append(bits, ueBits(v)...)
+	}
+	return bits
+}
+
+// h264Layout is where an H.264 SPS says what withoutReordering rewrites, in
+// bits of its RBSP; -1 where the SPS has no such field.
+type h264Layout struct {
+	vuiFlag         int // vui_parameters_present_flag
+	restrictionFlag int // bitstream_restriction_flag
+	reorder         [2]int
+	maxRefFrames    int
+}
+
+// h264ReorderFields returns the edits that make an H.264 SPS state no reordering.
+func h264ReorderFields(r *bitReader) ([]bitEdit, error) {
+	l, err := parseH264Layout(r)
+	switch {
+	case err != nil:
+		return nil, err
+	case l.restrictionFlag < 0: // no VUI
+		// A VUI of nothing but the restriction: eight flags off (aspect
+		// ratio, overscan, video signal, chroma location, timing, NAL and
+		// VCL HRD, pic_struct), then bitstream_restriction_flag.
+		bits := append([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 1}, h264Restriction(l.maxRefFrames)...)
+		return []bitEdit{{l.vuiFlag, l.vuiFlag + 1, bits}}, nil
+	case l.reorder[0] < 0: // a VUI without a restriction
+		return []bitEdit{{l.restrictionFlag, l.restrictionFlag + 1, append([]byte{1}, h264Restriction(l.maxRefFrames)...)}}, nil
+	}
+	return []bitEdit{{l.reorder[0], l.reorder[1], []byte{1}}}, nil
+}
+
+// parseH264Layout reads an H.264 SPS as far as max_num_reorder_frames.
+func parseH264Layout(r *bitReader) (h264Layout, error) {
+	l := h264Layout{vuiFlag: -1, restrictionFlag: -1, reorder: [2]int{-1, -1}}
 	profile := r.u(8)
 	r.u(16) // constraint flags, level_idc
 	r.ue()  // seq_parameter_set_id
@@ -96,11 +165,11 @@ func h264ReorderFields(r *bitReader) ([]bitRange, error) {
 			r.se()
 		}
 	}
-	r.ue()           // max_num_ref_frames
-	r.u(1)           // gaps_in_frame_num_value_allowed_flag
-	r.ue()           // pic_width_in_mbs_minus1
-	r.ue()           // pic_height_in_map_units_minus1
-	if r.u(1) == 0 { // frame_mbs_only_flag
+	l.maxRefFrames = r.ue() // max_num_ref_frames
+	r.u(1)                  // gaps_in_frame_num_value_allowed_flag
+	r.ue()                  // pic_width_in_mbs_minus1
+	r.ue()                  // pic_height_in_map_units_minus1
+	if r.u(1) == 0 {        // frame_mbs_only_flag
 		r.u(1)
 	}
 	r.u(1)           // direct_8x8_inference_flag
@@ -110,8 +179,9 @@ func h264ReorderFields(r *bitReader) ([]bitRange, error) {
 		r.ue()
 		r.ue()
 	}
+	l.vuiFlag = r.pos
 	if r.u(1) == 0 { // vui_parameters_present_flag
-		return nil, r.err // no stated reordering: ffmpeg assumes none
+		return l, r.err
 	}
 	if r.u(1) == 1 { // aspect_ratio_info_present_flag
 		if r.u(8) == 255 {
@@ -147,21 +217,20 @@ func h264ReorderFields(r *bitReader) ([]bitRange, error) {
 	if nal || vcl {
 		r.u(1) // low_delay_hrd_flag
 	}
-	r.u(1)           // pic_struct_present_flag
+	r.u(1) // pic_struct_present_flag
+	l.restrictionFlag = r.pos
 	if r.u(1) == 0 { // bitstream_restriction_flag
-		return nil, r.err
+		return l, r.err
 	}
 	r.u(1) // motion_vectors_over_pic_boundaries_flag
 	r.ue() // max_bytes_per_pic_denom
 	r.ue() // max_bits_per_mb_denom
 	r.ue() // log2_max_mv_length_horizontal
 	r.ue() // log2_max_mv_length_vertical
-	start := r.pos
+	l.reorder[0] = r.pos
 	r.ue() // max_num_reorder_frames
-	if r.err != nil {
-		return nil, r.err
-	}
-	return []bitRange{{start, r.pos}}, nil
+	l.reorder[1] = r.pos
+	return l, r.err
 }
 
 func h264HRD(r *bitReader) {
@@ -175,7 +244,7 @@ func h264HRD(r *bitReader) {
 	r.u(20)
 }
 
-func hevcReorderFields(r *bitReader) ([]bitRange, error) {
+func hevcReorderFields(r *bitReader) ([]bitEdit, error) {
 	r.u(4) // sps_video_parameter_set_id
 	maxSub := r.u(3)
 	r.u(1)  // sps_temporal_id_nesting_flag
@@ -218,12 +287,12 @@ func hevcReorderFields(r *bitReader) ([]bitRange, error) {
 	if r.u(1) == 1 { // sps_sub_layer_ordering_info_present_flag
 		first = 0
 	}
-	var fields []bitRange
+	var fields []bitEdit
 	for i := first; i <= maxSub && r.err == nil; i++ {
 		r.ue() // sps_max_dec_pic_buffering_minus1
 		start := r.pos
 		r.ue() // sps_max_num_reorder_pics
-		fields = append(fields, bitRange{start, r.pos})
+		fields = append(fields, bitEdit{start, r.pos, []byte{1}})
 		r.ue() // sps_max_latency_increase_plus1
 	}
 	if r.err != nil {
@@ -232,9 +301,9 @@ func hevcReorderFields(r *bitReader) ([]bitRange, error) {
 	return fields, nil
 }
 
-// replaceWithZeroUE writes rbsp with each field replaced by ue(v)=0 (one bit)
-// and the trailing bits redone for the new length.
-func replaceWithZeroUE(rbsp []byte, fields []bitRange) ([]byte, error) {
+// applyEdits writes rbsp with the edits (in bit order) applied and the
+// trailing bits redone for the new length.
+func applyEdits(rbsp []byte, edits []bitEdit) ([]byte, error) {
 	stop := -1 // position of rbsp_stop_one_bit: the last 1 bit
 	for i := len(rbsp)*8 - 1; i >= 0; i-- {
 		if rbsp[i/8]>>(7-i%8)&1 == 1 {
@@ -242,15 +311,17 @@ func replaceWithZeroUE(rbsp []byte, fields []bitRange) ([]byte, error) {
 			break
 		}
 	}
-	if stop < 0 || stop < fields[len(fields)-1].end {
+	if stop < 0 || stop < edits[len(edits)-1].end {
 		return nil, errors.New("no trailing bits")
 	}
 	w := &bitWriter{}
 	pos := 0
-	for _, f := range fields {
-		w.copyBits(rbsp, pos, f.start)
-		w.bit(1) // ue(v) = 0
-		pos = f.end
+	for _, e := range edits {
+		w.copyBits(rbsp, pos, e.start)
+		for _, b := range e.bits {
+			w.bit(b)
+		}
+		pos = e.end
 	}
 	w.copyBits(rbsp, pos, stop)
 	w.bit(1)

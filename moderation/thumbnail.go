@@ -114,12 +114,12 @@ func (m *Moderator) thumbRequest(st *broadcastState) *decodeRequest {
 		urgent:  true, // someone is waiting
 		expires: time.Now().Add(thumbWait),
 		take: func() ([]byte, bool) {
-			a, ok := st.sampler.TryNext()
+			smp, ok := st.sampler.TryNext()
 			if !ok {
 				return nil, false
 			}
-			au = a
-			return annexB(st.track, a), true
+			au = smp.Target()
+			return annexB(st.track, smp), true
 		},
 	}
 	req.onDone = func(img []byte, err error) {

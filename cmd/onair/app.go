@@ -125,6 +125,7 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	}
 	a.mod, err = moderation.New(moderation.Options{
 		Interval:          cfg.ModerationInterval,
+		Sample:            moderation.SampleMode(cfg.ModerationSample),
 		BlocklistPath:     cfg.ModerationBlocklist,
 		HashDistance:      cfg.ModerationDistance,
 		WebhookURL:        cfg.ModerationWebhook,

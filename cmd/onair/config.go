@@ -80,7 +80,8 @@ type Config struct {
 
 	TrustedProxies []string `key:"trusted-proxies" help:"networks of the reverse proxies in front of onair (CIDR or address, comma-separated); only their X-Forwarded-For hops are believed, read from the right"`
 
-	ModerationInterval  time.Duration `key:"moderation-interval" help:"how often a keyframe of each live channel is screened"`
+	ModerationInterval  time.Duration `key:"moderation-interval" help:"how often a frame of each live channel is screened (media time)"`
+	ModerationSample    string        `key:"moderation-sample" help:"which frames are screened: any (keyframes and frames between them, at random points) or keyframes (cheapest, and dodged by a stream that shows something harmless on its keyframes)"`
 	ModerationWebhook   string        `key:"moderation-webhook" help:"URL of the screening webhook"`
 	ModerationSecret    string        `key:"moderation-webhook-secret" help:"shared secret for the webhook's HMAC signature"`
 	ModerationBlocklist string        `key:"moderation-blocklist" help:"file of blocked perceptual hashes (hex, one per line)"`
@@ -142,6 +143,7 @@ func defaultConfig() Config {
 		ChatUpgradesPerIP:  60,
 
 		ModerationInterval:  2 * time.Second,
+		ModerationSample:    string(mod.Sample),
 		ModerationDistance:  10,
 		ModerationGate:      true,
 		ModerationFailure:   "open",
@@ -373,13 +375,15 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("invalid setting %s: %s", key, fmt.Sprintf(format, a...)))
 	}
 	for key, v := range map[string]string{"hls-variant": c.HLSVariant, "log-level": c.LogLevel, "log-format": c.LogFormat,
-		"chat-word-filter-mode": c.ChatWordFilterMode, "moderation-failure-policy": c.ModerationFailure} {
+		"chat-word-filter-mode": c.ChatWordFilterMode, "moderation-failure-policy": c.ModerationFailure,
+		"moderation-sample": c.ModerationSample} {
 		allowed := map[string][]string{
 			"hls-variant":               {"lowlatency", "fmp4", "mpegts"},
 			"log-level":                 {"debug", "info", "warn", "error"},
 			"log-format":                {"text", "json"},
 			"chat-word-filter-mode":     {"mask", "refuse"},
 			"moderation-failure-policy": {"open", "closed"},
+			"moderation-sample":         {"any", "keyframes"},
 		}[key]
 		if !slices.Contains(allowed, v) {
 			bad(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
