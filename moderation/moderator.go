@@ -130,6 +130,9 @@ func New(opts Options) (*Moderator, error) {
 		w := NewWebhook(opts.WebhookURL, opts.WebhookSecret, opts.HTTPClient)
 		w.log = m.log
 		m.screeners = append(m.screeners, w)
+		if why := insecureHookURL(opts.WebhookURL); why != "" {
+			m.log.Warn("moderation webhook is not protected in transit: use https", "why", why)
+		}
 	}
 	m.screeners = append(m.screeners, opts.Screeners...)
 	if _, err := exec.LookPath(opts.FFmpegPath); err != nil {

@@ -14,7 +14,9 @@ import (
 	"math"
 	"mime/multipart"
 	"net/http"
+	"net/netip"
 	"net/textproto"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -116,7 +118,19 @@ func cleanReason(s string) string {
 }
 
 // SignatureHeader carries the HMAC-SHA256 of a webhook request body.
+//
+// Deprecated: it signs the body alone, so a captured request can be replayed
+// (the body's sent_at is the only guard). Check TimedSignatureHeader.
 const SignatureHeader = "X-Onair-Signature"
+
+// TimedSignatureHeader carries "t=<unix seconds>,v1=<hex HMAC-SHA256 of
+// "<unix seconds>." followed by the body>": the time is signed with the body,
+// so a hook can refuse a request outside its replay window before it parses
+// anything (see VerifyTimedSignature).
+const TimedSignatureHeader = "X-Onair-Signature-256"
+
+// ReplayWindow is how old a request VerifyTimedSignature accepts by default.
+const ReplayWindow = 5 * time.Minute
 
 // maxAnswer bounds a webhook's answer; a verdict is a few hundred bytes.
 const maxAnswer = 64 << 10
@@ -133,12 +147,33 @@ type Webhook struct {
 }
 
 // NewWebhook returns a Webhook posting to url and signing with secret.
-// A nil client means http.DefaultClient; timeouts come from the context.
+// A nil client means a copy of http.DefaultClient; timeouts come from the
+// context. Redirects are never followed: a frame goes to the configured URL
+// or nowhere, and a 3xx answer is a screening failure.
 func NewWebhook(url, secret string, client *http.Client) *Webhook {
-	if client == nil {
-		client = http.DefaultClient
+	c := http.Client{}
+	if client != nil {
+		c = *client
 	}
-	return &Webhook{url: url, secret: []byte(secret), client: client}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Webhook{url: url, secret: []byte(secret), client: &c}
+}
+
+// insecureHookURL reports why a hook URL sends frames in the clear over a
+// network: plain http to a host that is not loopback; "" when it does not.
+func insecureHookURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" {
+		return ""
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return ""
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+		return ""
+	}
+	return "plain http to " + host + ": frames, verdicts and their signatures cross the network unencrypted"
 }
 
 // Name implements Screener.
@@ -157,6 +192,7 @@ func (w *Webhook) Screen(ctx context.Context, f *Frame) (Verdict, error) {
 	req.Header.Set("Content-Type", ctype)
 	req.Header.Set("User-Agent", "onair-moderation/1")
 	req.Header.Set(SignatureHeader, Sign(w.secret, body))
+	req.Header.Set(TimedSignatureHeader, SignTimed(w.secret, body, time.Now()))
 	resp, err := w.client.Do(req)
 	if err != nil {
 		return Verdict{}, fmt.Errorf("calling moderation webhook: %w", err)
@@ -191,6 +227,9 @@ func webhookBody(f *Frame, now time.Time) ([]byte, string, error) {
 	fields := [][2]string{
 		{"channel", f.Channel},
 		{"broadcast_id", f.BroadcastID},
+		{"frame_time", strconv.FormatFloat(f.PTS.Seconds(), 'f', 3, 64)},
+		{"keyframe", strconv.FormatBool(f.Keyframe)},
+		// The name of frame_time before frames between keyframes were screened.
 		{"keyframe_time", strconv.FormatFloat(f.PTS.Seconds(), 'f', 3, 64)},
 		{"received_at", f.Received.UTC().Format(time.RFC3339Nano)},
 		{"sent_at", now.UTC().Format(time.RFC3339Nano)},
@@ -223,7 +262,44 @@ func Sign(secret, body []byte) string {
 }
 
 // VerifySignature reports whether header is a valid signature of body, in
-// constant time; hooks written in Go can use it.
+// constant time.
+//
+// Deprecated: use VerifyTimedSignature, which also refuses replays.
 func VerifySignature(secret, body []byte, header string) bool {
 	return hmac.Equal([]byte(Sign(secret, body)), []byte(header))
+}
+
+// SignTimed returns the X-Onair-Signature-256 value for body sent at now.
+func SignTimed(secret, body []byte, now time.Time) string {
+	ts := strconv.FormatInt(now.Unix(), 10)
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(ts + "."))
+	m.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// VerifyTimedSignature checks an X-Onair-Signature-256 header: the signature
+// over its time and body, in constant time, and the time within window of
+// now either way (window 0: ReplayWindow). Hooks written in Go can use it.
+func VerifyTimedSignature(secret, body []byte, header string, now time.Time, window time.Duration) error {
+	if window <= 0 {
+		window = ReplayWindow
+	}
+	tsPart, sigPart, ok := strings.Cut(header, ",")
+	ts, okT := strings.CutPrefix(tsPart, "t=")
+	_, okV := strings.CutPrefix(sigPart, "v1=")
+	if !ok || !okT || !okV {
+		return errors.New("malformed signature header")
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return errors.New("malformed signature time")
+	}
+	if !hmac.Equal([]byte(SignTimed(secret, body, time.Unix(sec, 0))), []byte(header)) {
+		return errors.New("signature does not match")
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > window || d < -window {
+		return fmt.Errorf("signed %v from now, outside the %v window", d.Round(time.Second), window)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package moderation
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode"
@@ -223,4 +225,77 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestTimedSignature(t *testing.T) {
+	secret, body := []byte("s3cret"), []byte("--b\r\nframe\r\n--b--\r\n")
+	now := time.Unix(1_800_000_000, 0)
+	good := SignTimed(secret, body, now)
+	cases := []struct {
+		name   string
+		secret []byte
+		body   []byte
+		header string
+		at     time.Time
+		ok     bool
+	}{
+		{"fresh", secret, body, good, now.Add(time.Second), true},
+		{"at the window's edge", secret, body, good, now.Add(ReplayWindow), true},
+		{"replayed later", secret, body, good, now.Add(ReplayWindow + time.Second), false},
+		{"from the future", secret, body, good, now.Add(-ReplayWindow - time.Second), false},
+		{"other body", secret, []byte("x"), good, now, false},
+		{"other secret", []byte("other"), body, good, now, false},
+		{"time changed", secret, body, strings.Replace(good, "t=1800000000", "t=1800000100", 1), now, false},
+		{"malformed", secret, body, "sha256=abc", now, false},
+		{"empty", secret, body, "", now, false},
+	}
+	for _, tc := range cases {
+		err := VerifyTimedSignature(tc.secret, tc.body, tc.header, tc.at, 0)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}
+
+// TestWebhookNeverFollowsRedirects: a hook that answers with a redirect gets
+// a screening failure, and the frame never reaches the redirect's target.
+func TestWebhookNeverFollowsRedirects(t *testing.T) {
+	var reached atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		w.Write([]byte(`{"action":"allow"}`))
+	}))
+	defer target.Close()
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL, http.StatusTemporaryRedirect)
+	}))
+	defer hook.Close()
+	for _, client := range []*http.Client{nil, {Timeout: 5 * time.Second}} {
+		w := NewWebhook(hook.URL, "k", client)
+		_, err := w.Screen(context.Background(), &Frame{Channel: "c", JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}})
+		if err == nil || !strings.Contains(err.Error(), "307") {
+			t.Errorf("redirect answered: %v, want a failure naming the 307", err)
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("the redirect's target got %d requests", n)
+	}
+	if http.DefaultClient.CheckRedirect != nil {
+		t.Error("NewWebhook changed http.DefaultClient")
+	}
+}
+
+func TestInsecureHookURL(t *testing.T) {
+	for url, insecure := range map[string]bool{
+		"http://127.0.0.1:9000/":    false,
+		"http://[::1]:9000/":        false,
+		"http://localhost/hook":     false,
+		"https://hooks.example/x":   false,
+		"http://hooks.example/x":    true,
+		"http://10.0.0.5:9000/hook": true,
+	} {
+		if got := insecureHookURL(url) != ""; got != insecure {
+			t.Errorf("%s: insecure %v, want %v", url, got, insecure)
+		}
+	}
 }

@@ -1,5 +1,5 @@
 // Command examplehook is a minimal onair moderation webhook: it checks the
-// request signature, decodes the keyframe, and blocks frames that are mostly
+// request signature and its time, decodes the frame, and blocks frames that are mostly
 // one colour (a stand-in for a real classifier).
 //
 //	go run ./moderation/examplehook -addr :9000 -secret "$SECRET"
@@ -8,9 +8,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"image"
@@ -18,6 +15,9 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"time"
+
+	"github.com/onairhq/onair/moderation"
 )
 
 func main() {
@@ -30,12 +30,11 @@ func main() {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		// Verify the signature over the raw body before parsing anything.
-		mac := hmac.New(sha256.New, []byte(*secret))
-		mac.Write(body)
-		want := "sha256=" + hex.EncodeToString(mac.Sum(nil))
-		if !hmac.Equal([]byte(want), []byte(r.Header.Get("X-Onair-Signature"))) {
-			http.Error(w, "bad signature", http.StatusUnauthorized)
+		// Verify the signed time and body before parsing anything: a request
+		// older than five minutes is a replay.
+		if err := moderation.VerifyTimedSignature([]byte(*secret), body,
+			r.Header.Get(moderation.TimedSignatureHeader), time.Now(), moderation.ReplayWindow); err != nil {
+			http.Error(w, "bad signature: "+err.Error(), http.StatusUnauthorized)
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -57,7 +56,7 @@ func main() {
 		if share := dominantShare(img); share > 0.9 {
 			answer = map[string]any{"action": "block", "reason": "mostly one colour", "ban_seconds": 600}
 		}
-		log.Printf("channel=%s broadcast=%s t=%s -> %v", r.FormValue("channel"), r.FormValue("broadcast_id"), r.FormValue("keyframe_time"), answer["action"])
+		log.Printf("channel=%s broadcast=%s t=%s -> %v", r.FormValue("channel"), r.FormValue("broadcast_id"), r.FormValue("frame_time"), answer["action"])
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(answer)
 	})
