@@ -92,8 +92,26 @@ type Options struct {
 	// IdleTimeout is how long a publisher may send nothing before it is
 	// dropped (and its broadcast waits out the grace period) (default 30 s).
 	IdleTimeout time.Duration
-	Logger      *slog.Logger
+	// Bans, when set, keeps bans beyond this process (a restart, other
+	// nodes): TakeDown and Unban write it, every publish reads it. When it
+	// cannot be reached, the bans this hub set itself still apply.
+	Bans   Bans
+	Logger *slog.Logger
 }
+
+// Bans keeps channel bans beyond one hub (package bans has a file and a
+// Redis implementation).
+type Bans interface {
+	// Ban refuses publishes on channel until the given time.
+	Ban(ctx context.Context, channel string, until time.Time, reason string) error
+	// Lift ends the channel's ban.
+	Lift(ctx context.Context, channel string) error
+	// Banned returns the ban in force on channel (zero time: none).
+	Banned(ctx context.Context, channel string) (until time.Time, reason string, err error)
+}
+
+// bansTimeout bounds one call to Options.Bans.
+const bansTimeout = 2 * time.Second
 
 // Hub is the channel registry and RTMP ingest server: it accepts publishers,
 // tracks who is live and fans each broadcast out to the registered consumers.
@@ -494,15 +512,18 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 
 // TakeDown ends channel's live broadcast at once (EndTakenDown with reason),
 // disconnects its publisher and refuses publishes on it for ban (if positive).
+// The ban is kept in Options.Bans too; failing that, it holds in this hub only.
 func (h *Hub) TakeDown(channelName, reason string, ban time.Duration) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	ch, ok := h.channels[channelName]
 	if !ok {
+		h.mu.Unlock()
 		return fmt.Errorf("take down %q: no such channel", channelName)
 	}
+	var until time.Time
 	if ban > 0 {
-		ch.banUntil = time.Now().Add(ban)
+		until = time.Now().Add(ban)
+		ch.banUntil = until
 		ch.banReason = reason
 	}
 	wasLive := ch.live != nil
@@ -513,21 +534,71 @@ func (h *Hub) TakeDown(channelName, reason string, ban time.Duration) error {
 		ch.publisher.kick("taken down: " + reason)
 		ch.publisher = nil
 	}
-	h.log.Warn("channel taken down", "channel", ch.name, "reason", reason, "ban", ban, "was_live", wasLive)
+	h.mu.Unlock()
+	h.log.Warn("channel taken down", "channel", channelName, "reason", reason, "ban", ban, "was_live", wasLive)
+	if ban > 0 && h.opts.Bans != nil {
+		ctx, cancel := context.WithTimeout(h.ctx, bansTimeout)
+		defer cancel()
+		if err := h.opts.Bans.Ban(ctx, channelName, until, reason); err != nil {
+			h.log.Error("ban not kept: it holds on this node until it restarts", "channel", channelName, "err", err)
+		}
+	}
 	return nil
 }
 
-// Unban lifts a ban set by TakeDown.
+// Unban lifts a ban set by TakeDown, here and in Options.Bans.
 func (h *Hub) Unban(channelName string) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	ch, ok := h.channels[channelName]
 	if !ok {
+		h.mu.Unlock()
 		return fmt.Errorf("unban %q: no such channel", channelName)
 	}
 	ch.banUntil, ch.banReason = time.Time{}, ""
-	h.log.Info("channel unbanned", "channel", ch.name)
+	h.mu.Unlock()
+	if h.opts.Bans != nil {
+		ctx, cancel := context.WithTimeout(h.ctx, bansTimeout)
+		defer cancel()
+		if err := h.opts.Bans.Lift(ctx, channelName); err != nil {
+			return fmt.Errorf("unban %q: %w", channelName, err)
+		}
+	}
+	h.log.Info("channel unbanned", "channel", channelName)
 	return nil
+}
+
+// LoadBans brings the bans kept in Options.Bans into every channel the hub
+// knows, so that the API shows them before anyone tries to publish.
+func (h *Hub) LoadBans(ctx context.Context) {
+	h.mu.Lock()
+	chans := make([]*channel, 0, len(h.channels))
+	for _, ch := range h.channels {
+		chans = append(chans, ch)
+	}
+	h.mu.Unlock()
+	for _, ch := range chans {
+		h.loadBan(ctx, ch)
+	}
+}
+
+// loadBan brings the ban kept in Options.Bans (set before a restart, or by
+// another node; or lifted by another node) into ch, so that claim sees it:
+// the store, when it answers, is what every node agrees on. A store that
+// cannot be reached leaves ch as it is: the bans this hub knows still apply.
+func (h *Hub) loadBan(ctx context.Context, ch *channel) {
+	if h.opts.Bans == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, bansTimeout)
+	defer cancel()
+	until, reason, err := h.opts.Bans.Banned(ctx, ch.name)
+	if err != nil {
+		h.refusals.warn("bans_unreachable", "cannot read the channel's ban: only bans set on this node apply", "channel", ch.name, "err", err)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch.banUntil, ch.banReason = until, reason
 }
 
 // authorize decides a publish of key (and an optional channel named by the

@@ -2,11 +2,15 @@ package ingest
 
 import (
 	"bytes"
+	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	amf0 "github.com/yutopp/go-amf0"
+
+	"github.com/onairhq/onair/bans"
 )
 
 func TestNewHubValidates(t *testing.T) {
@@ -126,5 +130,40 @@ func TestRateMeter(t *testing.T) {
 	}
 	if got := m.rate(t0.Add(60 * time.Second)); got != 0 {
 		t.Fatalf("stale rate %d", got)
+	}
+}
+
+// TestBansKeptBeyondTheHub: a ban a hub sets is kept in Options.Bans, and
+// another hub on the same store (a restart, another node) refuses the
+// channel, then lets it publish once one of them lifts the ban.
+func TestBansKeptBeyondTheHub(t *testing.T) {
+	store, err := bans.OpenFile(filepath.Join(t.TempDir(), "bans.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newHub := func() *Hub {
+		h, err := NewHub(Options{Channels: []ChannelConfig{{Name: "one", Keys: []string{"k"}}}, Bans: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	a, b := newHub(), newHub()
+	if err := a.TakeDown("one", "spam", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	b.LoadBans(context.Background())
+	if st, _ := b.Channel("one"); st.BanReason != "spam" || time.Until(st.BannedUntil) < 59*time.Minute {
+		t.Fatalf("other hub's status %+v", st)
+	}
+	if ref := b.claim(b.channels["one"], &session{}); ref == nil || ref.reason != "banned" {
+		t.Fatalf("other hub's claim during the ban: %+v", ref)
+	}
+	if err := b.Unban("one"); err != nil {
+		t.Fatal(err)
+	}
+	a.loadBan(context.Background(), a.channels["one"])
+	if ref := a.claim(a.channels["one"], &session{}); ref != nil {
+		t.Fatalf("claim after the other hub lifted the ban: %+v", ref)
 	}
 }

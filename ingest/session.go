@@ -185,6 +185,7 @@ func (s *session) OnPublish(sctx *rtmp.StreamContext, _ uint32, cmd *message.Net
 	}
 	if ref == nil {
 		s.ch = ch
+		s.hub.loadBan(s.hub.ctx, ch)
 		ref = s.hub.claim(ch, s)
 	}
 	if ref != nil {

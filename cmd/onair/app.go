@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/onairhq/onair/bans"
 	"github.com/onairhq/onair/chat"
 	"github.com/onairhq/onair/ingest"
 	"github.com/onairhq/onair/internal/clientip"
@@ -34,6 +35,7 @@ type app struct {
 	chat       *chat.Server
 	bus        chat.Bus
 	busName    string
+	banClient  *redis.Client // keeps bans in Redis, when redis-url is set
 	web        http.Handler
 	http       httpStats // the HTTP server's guards (httpserver.go)
 	ready      readiness // /readyz (readiness.go)
@@ -101,6 +103,18 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	if err != nil {
 		return nil, fmt.Errorf("set up HLS segmenter: %w", err)
 	}
+	// Bans outlive the process: in Redis (every node sees them) or the data directory.
+	var channelBans ingest.Bans
+	if cfg.RedisURL != "" {
+		ropts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis-url: %w", err)
+		}
+		a.banClient = redis.NewClient(ropts)
+		channelBans = bans.NewRedis(a.banClient)
+	} else if channelBans, err = bans.OpenFile(filepath.Join(cfg.DataDir, "bans.json")); err != nil {
+		return nil, err
+	}
 	var channels []ingest.ChannelConfig
 	for _, n := range names {
 		channels = append(channels, ingest.ChannelConfig{Name: n, Keys: keys[n]})
@@ -119,10 +133,12 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		IdleTimeout:    cfg.RTMPIdle,
 		AuthFailures:   cfg.RTMPAuthFails,
 		AuthBackoffMax: cfg.RTMPAuthMax,
+		Bans:           channelBans,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up ingest: %w", err)
 	}
+	a.hub.LoadBans(context.Background())
 	a.mod, err = moderation.New(moderation.Options{
 		Interval:          cfg.ModerationInterval,
 		Sample:            moderation.SampleMode(cfg.ModerationSample),
@@ -170,6 +186,9 @@ func (a *app) close() {
 	a.seg.Close()
 	if c, ok := a.bus.(interface{ Close() error }); ok {
 		c.Close()
+	}
+	if a.banClient != nil {
+		a.banClient.Close()
 	}
 }
 
