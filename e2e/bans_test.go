@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -38,7 +39,8 @@ func refused(t *testing.T, file, url string) (bool, string) {
 }
 
 // TestBansOutliveRestart: a ban set through the admin API still refuses
-// publishes after onair restarts on the same data directory.
+// publishes after onair restarts on the same data directory, and the
+// takedown is still in the channel's moderation events.
 func TestBansOutliveRestart(t *testing.T) {
 	needTools(t, "ffmpeg")
 	file := sharedSource(t, Source{Seconds: 8})
@@ -52,6 +54,17 @@ func TestBansOutliveRestart(t *testing.T) {
 	resp, body := Get(t, again.HTTP+"/api/v1/channels/main")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"ban_until"`) {
 		t.Errorf("channel after the restart: %s %s; want its ban listed", resp.Status, body)
+	}
+	req, _ := http.NewRequest("GET", again.HTTP+"/api/v1/channels/main/moderation", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `"screener":"admin"`) || !strings.Contains(string(body), "e2e ban") {
+			t.Errorf("moderation events after the restart: %s; want the admin takedown", body)
+		}
 	}
 	if ok, out := refused(t, file, again.RTMP+"/"+first.Key); !ok {
 		t.Fatalf("publish after the restart was not refused:\n%s", out)

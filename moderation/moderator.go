@@ -75,6 +75,7 @@ type Moderator struct {
 	events   map[string][]Event
 
 	actions sync.WaitGroup // takedown calls in flight
+	history *history       // nil: events are kept in memory only
 }
 
 // broadcastState is one live broadcast's moderation state. The fields below
@@ -135,6 +136,13 @@ func New(opts Options) (*Moderator, error) {
 		}
 	}
 	m.screeners = append(m.screeners, opts.Screeners...)
+	if opts.HistoryPath != "" {
+		h, events, err := openHistory(opts.HistoryPath, opts.EventsPerChannel)
+		if err != nil {
+			return nil, fmt.Errorf("moderation: %w", err)
+		}
+		m.history, m.events = h, events
+	}
 	if _, err := exec.LookPath(opts.FFmpegPath); err != nil {
 		m.ffmpegErr = fmt.Errorf("moderation: ffmpeg not found (%q): keyframes cannot be decoded: %w", opts.FFmpegPath, err)
 		if len(m.screeners) > 0 {
@@ -170,6 +178,9 @@ func (m *Moderator) Screening() bool { return len(m.screeners) > 0 }
 func (m *Moderator) Close() error {
 	m.actions.Wait()
 	m.pool.close()
+	if m.history != nil {
+		return m.history.close()
+	}
 	return nil
 }
 
@@ -331,12 +342,26 @@ func (m *Moderator) flag(st *broadcastState, ev Event, log *slog.Logger) {
 // record appends an event to the channel's history and returns it completed.
 func (m *Moderator) record(st *broadcastState, ev Event) Event {
 	ev.Time, ev.Channel, ev.BroadcastID = time.Now(), st.b.Channel, st.b.ID
+	return m.Record(ev)
+}
+
+// Record adds an event to its channel's history (a takedown decided outside
+// moderation, by an admin, is one) and returns it.
+func (m *Moderator) Record(ev Event) Event {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	evs := append(m.events[ev.Channel], ev)
 	if len(evs) > m.opts.EventsPerChannel {
 		evs = append([]Event(nil), evs[len(evs)-m.opts.EventsPerChannel:]...)
 	}
 	m.events[ev.Channel] = evs
+	m.mu.Unlock()
+	if m.history != nil {
+		if err := m.history.add(ev); err != nil {
+			m.log.Error("moderation event not kept across restarts", "channel", ev.Channel, "err", err)
+		}
+	}
 	return ev
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -464,5 +465,46 @@ func TestSamplerKeepsNewest(t *testing.T) {
 	}
 	if _, err := s.Next(ctx); err == nil {
 		t.Fatal("Next returned a second sample; the mailbox holds one")
+	}
+}
+
+// TestHistoryOutlivesRestart: events recorded by one Moderator are there in
+// the next one opened on the same file, the newest EventsPerChannel of each
+// channel, and a line cut short by a crash is skipped.
+func TestHistoryOutlivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "moderation-events.jsonl")
+	open := func() *Moderator {
+		opts := DefaultOptions()
+		opts.HistoryPath, opts.EventsPerChannel, opts.Logger = path, 3, quietLogger()
+		m, err := New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m := open()
+	for i := range 5 {
+		m.Record(Event{Channel: "alice", Action: Block, Reason: fmt.Sprint("take ", i), Screener: "admin"})
+	}
+	m.Record(Event{Channel: "bob", Action: Flag, Reason: "look", Screener: "webhook"})
+	m.Close()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"time":"2026-12-01T00:00:00Z","channel":"alice","act`)
+	f.Close()
+
+	again := open()
+	defer again.Close()
+	var reasons []string
+	for _, ev := range again.Events("alice") {
+		reasons = append(reasons, ev.Reason)
+	}
+	if strings.Join(reasons, ",") != "take 2,take 3,take 4" {
+		t.Errorf("alice's events after a restart: %q", reasons)
+	}
+	if evs := again.Events("bob"); len(evs) != 1 || evs[0].Action != Flag || evs[0].Time.IsZero() {
+		t.Errorf("bob's events after a restart: %+v", evs)
 	}
 }

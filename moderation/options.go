@@ -101,6 +101,10 @@ type Options struct {
 	OnFlag func(Event)
 	// EventsPerChannel is how many recent events Events keeps per channel (default 50).
 	EventsPerChannel int
+	// HistoryPath, when set, is a file where events are kept across
+	// restarts (JSON lines; rewritten with the newest EventsPerChannel per
+	// channel at start).
+	HistoryPath string
 
 	// Logger receives the moderation log (default slog.Default()).
 	Logger *slog.Logger

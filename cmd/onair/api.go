@@ -129,6 +129,7 @@ func (a *app) takeDown(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.takenDown(name, "", req.reason)
+	a.mod.Record(moderation.Event{Channel: name, Action: moderation.Block, Reason: req.reason, Screener: "admin", Ban: req.ban})
 	a.log.Warn("channel taken down by admin", "channel", name, "reason", req.reason, "ban", req.ban)
 	a.getChannel(w, r)
 }

@@ -154,6 +154,7 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		FFmpegPath:        cfg.FFmpegPath,
 		ThumbnailInterval: cfg.ModerationThumbs,
 		MaxBan:            cfg.ModerationMaxBan,
+		HistoryPath:       filepath.Join(cfg.DataDir, "moderation-events.jsonl"),
 		Decoders:          cfg.ModerationDecoders,
 		DecodeQueue:       cfg.ModerationQueue,
 		DecoderIdle:       cfg.ModerationIdle,
