@@ -19,17 +19,24 @@ import (
 // (host:port) and returns the edge's base URL.
 func startEdge(t *testing.T, origin string) string {
 	t.Helper()
+	return startEdgeOn(t, origin, freePort(t))
+}
+
+// startEdgeOn is startEdge on a port chosen beforehand (the origin names
+// the edge in edge-purge).
+func startEdgeOn(t *testing.T, origin string, port int) string {
+	t.Helper()
 	needTools(t, "nginx")
 	tmpl, err := os.ReadFile("../deploy/nginx/onair-edge.conf.template")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	port := freePort(t)
 	edge := strings.NewReplacer(
 		"${ONAIR_ORIGIN}", origin,
 		"${EDGE_LISTEN}", fmt.Sprintf("127.0.0.1:%d", port),
 		"${EDGE_CACHE_DIR}", filepath.Join(dir, "cache"),
+		"${EDGE_PURGE_FROM}", "127.0.0.1/32",
 	).Replace(string(tmpl))
 	os.WriteFile(filepath.Join(dir, "edge.conf"), []byte(edge), 0o644)
 	// A minimal nginx.conf around the edge block, as a distribution's would be.
@@ -136,4 +143,67 @@ func TestCDNEdge(t *testing.T) {
 	video, _ := probeFrames(t, edge+"/hls/main/index.m3u8", 60*time.Second)
 	checkContinuous(t, "video through the edge", video, 1.0/30)
 	pub.Wait(30 * time.Second)
+}
+
+// TestEdgePurgeOnTakedown: media of a broadcast cached by the nginx edge is
+// no longer served by it once the broadcast is taken down: onair purges it.
+func TestEdgePurgeOnTakedown(t *testing.T) {
+	needTools(t, "ffmpeg", "nginx")
+	file := sharedSource(t, Source{Seconds: 30})
+	const admin = "e2e-purge-admin-token-0123"
+	edgePort := freePort(t)
+	srv := StartServer(t, "--admin-token", admin, "--edge-purge", fmt.Sprintf("http://127.0.0.1:%d", edgePort))
+	edge := startEdgeOn(t, strings.TrimPrefix(srv.HTTP, "http://"), edgePort)
+	pub := Publish(t, file, srv.RTMP+"/"+srv.Key, false)
+	WaitHTTP(t, srv.HTTP+"/hls/main/index.m3u8", 10*time.Second)
+	time.Sleep(2 * time.Second) // a few segments and parts
+
+	// Cache the init segment, every listed segment and part through the edge.
+	_, mv := Get(t, edge+"/hls/main/index.m3u8")
+	media := uriLine.FindString(string(mv))
+	_, pl := Get(t, edge+"/hls/main/"+media)
+	var objects []string
+	for _, m := range regexp.MustCompile(`(?:URI="|^)([a-z0-9]{8}_[^"\s]+)`).FindAllStringSubmatch(string(pl), -1) {
+		objects = append(objects, edge+"/hls/main/"+m[1])
+	}
+	for _, line := range strings.Split(string(pl), "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") {
+			objects = append(objects, edge+"/hls/main/"+line)
+		}
+	}
+	if len(objects) < 5 {
+		t.Fatalf("%d objects in the playlist:\n%s", len(objects), pl)
+	}
+	for _, u := range objects {
+		Get(t, u)
+		if resp, _ := Get(t, u); resp.StatusCode != http.StatusOK || resp.Header.Get("X-Cache-Status") != "HIT" {
+			t.Fatalf("%s through the edge: %s, cache %q; want a cached 200", u, resp.Status, resp.Header.Get("X-Cache-Status"))
+		}
+	}
+
+	// Every object is asked for again until none is served, for at most 1 s.
+	start := time.Now()
+	takeDown(t, srv, admin, "main", 0)
+	var served []string
+	for {
+		served = served[:0]
+		for _, u := range objects {
+			if resp, _ := Get(t, u); resp.StatusCode == http.StatusOK {
+				served = append(served, u)
+			}
+		}
+		if len(served) == 0 || time.Since(start) > time.Second {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	gone := time.Since(start)
+	t.Logf("%d cached objects; none served by the edge %v after the takedown was asked for", len(objects), gone.Round(time.Millisecond))
+	if len(served) > 0 {
+		t.Errorf("the edge still serves %d of %d objects 1 s after the takedown: %v", len(served), len(objects), served)
+	}
+	if !strings.Contains(srv.Logs(), "taken-down broadcast purged from the edges") {
+		t.Errorf("no purge in the log:\n%s", tail(srv.Logs(), 20))
+	}
+	pub.Kill()
 }

@@ -94,7 +94,7 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			o.failWith(w, n.kind, err)
 			return
 		}
-		o.serveMedia(w, r, n, objName, obj)
+		o.serveMedia(w, r, channel, n, objName, obj)
 	}
 }
 
@@ -230,7 +230,7 @@ func (o *Origin) servePlaylist(w http.ResponseWriter, r *http.Request, k kind, p
 	o.send(w, r, k, pl.modTime, body, nil, len(body))
 }
 
-func (o *Origin) serveMedia(w http.ResponseWriter, r *http.Request, n name, objName string, obj *object) {
+func (o *Origin) serveMedia(w http.ResponseWriter, r *http.Request, channel string, n name, objName string, obj *object) {
 	h := w.Header()
 	switch {
 	case n.ts:
@@ -244,6 +244,11 @@ func (o *Origin) serveMedia(w http.ResponseWriter, r *http.Request, n name, objN
 	// longer than the window plus the linger, so a takedown empties caches soon.
 	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(o.seg.cfg.mediaAge)+", immutable")
 	h.Set("ETag", `"`+objName+`"`)
+	// Tags a CDN can purge by (Fastly's Surrogate-Key, Cloudflare's
+	// Cache-Tag): the channel, and the broadcast's objects alone.
+	tags := "onair-" + channel + " onair-" + channel + "-" + n.token
+	h.Set("Surrogate-Key", tags)
+	h.Set("Cache-Tag", strings.ReplaceAll(tags, " ", ","))
 	if strings.IndexByte(r.Header.Get("Range"), ',') >= 0 {
 		// Several ranges would be answered as multipart, bigger than the
 		// object itself: send the whole object instead.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -153,6 +154,9 @@ func TestOriginHeaders(t *testing.T) {
 			cc := h.Get("Cache-Control")
 			if k == kindMediaPlaylist && cc != "public, max-age=1" || !k.isPlaylist() && cc != fmt.Sprintf("public, max-age=%d, immutable", seg.cfg.mediaAge) {
 				t.Errorf("Cache-Control %q", cc)
+			}
+			if sk := h.Get("Surrogate-Key"); !k.isPlaylist() && !regexp.MustCompile(`^onair-ch onair-ch-[a-z0-9]{8}$`).MatchString(sk) {
+				t.Errorf("Surrogate-Key %q, want the channel's and the broadcast's tags", sk)
 			}
 			if h.Get("Access-Control-Allow-Origin") != "*" || !strings.Contains(h.Get("Access-Control-Expose-Headers"), "Age") {
 				t.Errorf("CORS headers %v", h)

@@ -86,6 +86,10 @@ type Options struct {
 	// OnFailure is told when a broadcast's media cannot be packaged; the
 	// caller may end the broadcast. It may be nil.
 	OnFailure func(b *ingest.Broadcast, err error)
+	// OnRemove, if set, is told the URL paths of every object a removed
+	// channel's window listed or hinted at (a takedown), for purging them
+	// from caches in front of the origin.
+	OnRemove func(channel string, paths []string)
 	// Logger receives the segmenter's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -401,8 +405,25 @@ func (s *Segmenter) Remove(channel string) {
 	s.mu.Unlock()
 	if win != nil {
 		s.log.Info("channel HLS removed", "channel", channel)
+		var paths []string
+		if s.opts.OnRemove != nil {
+			paths = s.paths(channel, win)
+		}
 		win.close()
+		if s.opts.OnRemove != nil {
+			s.opts.OnRemove(channel, paths)
+		}
 	}
+}
+
+// paths returns the URL path of every HLS object win lists or hints at
+// (playlists without a query first): what a CDN edge may hold of it.
+func (s *Segmenter) paths(channel string, win *window) []string {
+	names := win.names(&s.cfg)
+	for i, n := range names {
+		names[i] = "/hls/" + channel + "/" + n
+	}
+	return names
 }
 
 // lookup returns the window a channel currently serves, or nil.

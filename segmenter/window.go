@@ -216,6 +216,31 @@ func (w *window) close() {
 
 // next returns the number the next segment after this window's would get
 // and the discontinuity sequence a later window must start from.
+// names returns the name of every object the window lists or hints at,
+// playlists first: what a cache in front of the origin may hold of it.
+func (w *window) names(c *config) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := []string{multivariantName, mediaName}
+	segs := w.segs
+	if w.pending != nil {
+		segs = append(segs[:len(segs):len(segs)], w.pending)
+	}
+	var prev *rendition
+	for _, s := range segs {
+		if s.r.init != nil && s.r != prev {
+			out = append(out, s.r.token+"_init.mp4")
+		}
+		prev = s.r
+		// Every part, and the next one a preload hint may have named.
+		for i := 0; c.lowLatency && i <= len(s.parts); i++ {
+			out = append(out, string(c.appendPartURI(nil, s, i)))
+		}
+		out = append(out, string(c.appendSegmentURI(nil, s)))
+	}
+	return out
+}
+
 func (w *window) next() (msn, disc uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

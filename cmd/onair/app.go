@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/onairhq/onair/ingest"
 	"github.com/onairhq/onair/internal/clientip"
 	"github.com/onairhq/onair/moderation"
+	"github.com/onairhq/onair/purge"
 	"github.com/onairhq/onair/segmenter"
 	"github.com/onairhq/onair/web"
 )
@@ -36,6 +38,7 @@ type app struct {
 	bus        chat.Bus
 	busName    string
 	banClient  *redis.Client // keeps bans in Redis, when redis-url is set
+	edges      *purge.Edges  // CDN edges to purge taken-down broadcasts from; nil: none
 	web        http.Handler
 	http       httpStats // the HTTP server's guards (httpserver.go)
 	ready      readiness // /readyz (readiness.go)
@@ -98,10 +101,14 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		OnFailure: func(b *ingest.Broadcast, err error) {
 			a.hub.TakeDown(b.Channel, "the stream could not be packaged: "+err.Error(), 0)
 		},
-		Logger: log.With("part", "segmenter"),
+		OnRemove: a.purgeEdges,
+		Logger:   log.With("part", "segmenter"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up HLS segmenter: %w", err)
+	}
+	if urls := cfg.edgePurgeURLs(); len(urls) > 0 {
+		a.edges = purge.New(urls, nil, log.With("part", "purge"))
 	}
 	// Bans outlive the process: in Redis (every node sees them) or the data directory.
 	var channelBans ingest.Bans
@@ -176,10 +183,25 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	return a, nil
 }
 
-// takenDown drops a channel's HLS at once and tells its chat room why.
+// takenDown drops a channel's HLS at once (and so from the CDN edges, see
+// purgeEdges) and tells its chat room why.
 func (a *app) takenDown(channel, broadcastID, reason string) {
 	a.seg.Remove(channel)
 	a.chat.Announce(channel, chat.SystemTakenDown, channel+" was taken down", reason)
+}
+
+// purgeEdges has the CDN edges drop what they hold of a removed channel's
+// window, so that a taken-down broadcast is gone from them at once.
+func (a *app) purgeEdges(channel string, paths []string) {
+	if a.edges == nil || len(paths) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	res := a.edges.Purge(ctx, paths)
+	a.log.Info("taken-down broadcast purged from the edges", "channel", channel,
+		"objects", len(paths), "purged", res.Purged, "failed", res.Failed, "took", time.Since(start).Round(time.Millisecond))
 }
 
 func (a *app) close() {

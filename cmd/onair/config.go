@@ -95,6 +95,7 @@ type Config struct {
 	ModerationMaxBan    time.Duration `key:"moderation-max-ban" help:"longest republish ban a screening verdict may ask for; longer ones are cut to it"`
 	ModerationDecoders  int           `key:"moderation-decoders" help:"decoder workers shared by all channels, and so the most ffmpeg processes at once (0: one per CPU Go uses)"`
 	ModerationQueue     int           `key:"moderation-decode-queue" help:"keyframes that may wait for a decoder; one more is dropped and counts as a screening failure"`
+	EdgePurge           string        `key:"edge-purge" help:"base URLs of CDN edges (deploy/nginx's template) to purge a taken-down broadcast from, comma-separated, e.g. http://edge:80"`
 	ModerationIdle      time.Duration `key:"moderation-decoder-idle" help:"how long an unused ffmpeg decoder process is kept before it is stopped"`
 	FFmpegPath          string        `key:"ffmpeg" help:"ffmpeg binary used to decode keyframes for screening and thumbnails"`
 }
@@ -369,6 +370,17 @@ func redactChannel(s string) string {
 	return s
 }
 
+// edgePurgeURLs splits edge-purge.
+func (c *Config) edgePurgeURLs() []string {
+	var out []string
+	for _, u := range strings.Split(c.EdgePurge, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 func (c *Config) validate() error {
 	var errs []error
 	bad := func(key, format string, a ...any) {
@@ -438,6 +450,11 @@ func (c *Config) validate() error {
 		}
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			bad(key, "%q is not an http(s) URL", u)
+		}
+	}
+	for _, u := range c.edgePurgeURLs() {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || (p.Path != "" && p.Path != "/") {
+			bad("edge-purge", "%q is not an http(s) base URL (scheme and host only)", u)
 		}
 	}
 	if c.RedisURL != "" {
