@@ -145,6 +145,7 @@ func StartDecoder(opts DecoderOptions) (*Decoder, error) {
 	// A child of ffmpeg (a wrapper script's) holding stderr open must not
 	// keep Wait, and so the decoder's reader, from returning.
 	d.cmd.WaitDelay = time.Second
+	confine(d.cmd)
 	err = d.cmd.Start()
 	// The child holds its own copies of these ends now.
 	inR.Close()

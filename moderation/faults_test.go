@@ -198,33 +198,44 @@ func TestPanicsRecovered(t *testing.T) {
 	}
 }
 
-// TestUnsupportedCodecSparesPool: frames of a codec the decoder does not
-// take fail at once and never reach the shared workers (whose restart
-// backoff would otherwise fail other broadcasts' frames).
-func TestUnsupportedCodecSparesPool(t *testing.T) {
-	opts := DefaultOptions()
-	opts.Screeners = []Screener{allowAll{}}
-	opts.Logger = quietLogger()
-	m := newModerator(t, opts)
-	track := &ingest.VideoTrack{Codec: ingest.CodecAV1, Width: 1280, Height: 720}
-	b := &ingest.Broadcast{ID: "b-av1", Channel: "av1", Tracks: ingest.Tracks{Video: track}}
-	feed := ingest.NewFeed(8, b.Tracks)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Consume(context.Background(), b, feed)
-	}()
-	feed.Push(ingest.AccessUnit{Kind: ingest.KindVideo, Key: true, NALUs: [][]byte{{0x12, 0x00}}, Received: time.Now()})
-	deadline := time.Now().Add(5 * time.Second)
-	for metricValue(m, `onair_moderation_failures_total{stage="decoder"}`) == "" && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	feed.End(ingest.EndStopped, "")
-	<-done
-	if got := metricValue(m, `onair_moderation_failures_total{stage="decoder"}`); got != "1" {
-		t.Errorf("decoder failures %q, want 1", got)
-	}
-	if got := metricValue(m, "onair_moderation_decoder_starts_total"); got != "0" {
-		t.Errorf("%s decoder processes started for AV1", got)
+// TestUndecodableSparesPool: frames of a codec the decoder does not take,
+// or of a size it must not be given (none, or absurd: the SPS says what a
+// decoder allocates), fail at once and never reach the shared workers
+// (whose restart backoff would otherwise fail other broadcasts' frames).
+func TestUndecodableSparesPool(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		track ingest.VideoTrack
+	}{
+		{"av1", ingest.VideoTrack{Codec: ingest.CodecAV1, Width: 1280, Height: 720}},
+		{"absurd size", ingest.VideoTrack{Codec: ingest.CodecH264, Width: 65535, Height: 65535}},
+		{"unknown size", ingest.VideoTrack{Codec: ingest.CodecH264}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := DefaultOptions()
+			opts.Screeners = []Screener{allowAll{}}
+			opts.Logger = quietLogger()
+			m := newModerator(t, opts)
+			b := &ingest.Broadcast{ID: "b-x", Channel: "x", Tracks: ingest.Tracks{Video: &tc.track}}
+			feed := ingest.NewFeed(8, b.Tracks)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				m.Consume(context.Background(), b, feed)
+			}()
+			feed.Push(ingest.AccessUnit{Kind: ingest.KindVideo, Key: true, NALUs: [][]byte{{0x65, 0x88}}, Received: time.Now()})
+			deadline := time.Now().Add(5 * time.Second)
+			for metricValue(m, `onair_moderation_failures_total{stage="decoder"}`) == "" && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			feed.End(ingest.EndStopped, "")
+			<-done
+			if got := metricValue(m, `onair_moderation_failures_total{stage="decoder"}`); got != "1" {
+				t.Errorf("decoder failures %q, want 1", got)
+			}
+			if got := metricValue(m, "onair_moderation_decoder_starts_total"); got != "0" {
+				t.Errorf("%s decoder processes started", got)
+			}
+		})
 	}
 }

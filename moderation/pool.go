@@ -98,8 +98,8 @@ type decoderKey struct {
 }
 
 // maxFrameSide bounds the frame size a key is derived from; a larger one is
-// treated as unknown.
-const maxFrameSide = 16384
+// treated as unknown, and frames of an unknown size are not decoded.
+const maxFrameSide = 8192
 
 // keyFor returns the decoder key of a broadcast's video track: frames wider
 // than maxWidth (if positive) are scaled down to it, keeping the aspect

@@ -107,12 +107,19 @@ func (m *Moderator) screenNext(ctx context.Context, st *broadcastState, log *slo
 }
 
 // decode has the pool decode req, unless frames cannot be decoded at all.
-// A codec the decoder does not take never reaches the pool, where its
-// failure would count against a worker shared with everyone.
+// A codec the decoder does not take, or a frame size it must not be given,
+// never reaches the pool, where its failure would count against a worker
+// shared with everyone.
 func (m *Moderator) decode(ctx context.Context, req *decodeRequest) ([]byte, error) {
 	err := m.ffmpegErr
-	if err == nil && !decodable(req.key.codec) {
-		err = fmt.Errorf("decoding keyframe: codec %q is not supported", req.key.codec)
+	switch {
+	case err != nil:
+	case !decodable(req.key.codec):
+		err = fmt.Errorf("decoding frames: codec %q is not supported", req.key.codec)
+	case req.key.broadcast != "":
+		// The SPS gave no size, or an absurd one: a decoder would allocate
+		// whatever it says before the first pixel.
+		err = fmt.Errorf("decoding frames: frame size unknown or over %d pixels a side: not decoded", maxFrameSide)
 	}
 	if err != nil {
 		req.take() // the sample is spent: the next try is on a newer one
