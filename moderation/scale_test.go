@@ -6,8 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/onairhq/onair/ingest"
+	"github.com/onairhq/onair/internal/testmedia"
 )
 
 // scaleScenario is one load shape for TestModerationScale.
@@ -203,7 +202,7 @@ func TestModerationScale(t *testing.T) {
 					src, j = bad, i-badIdx
 				}
 				au := src.aus[j%len(src.aus)]
-				au.DTS, au.PTS = media, media
+				au.DTS, au.PTS = media, media+au.PTS-au.DTS
 				if d := time.Until(t0.Add(media)); d > 0 {
 					time.Sleep(d)
 				}
@@ -323,38 +322,30 @@ func TestModerationScale(t *testing.T) {
 }
 
 // encodeGoodThenBad encodes an OBS-like stream (720p30, 3 Mbit/s, keyframe
-// every second, B-frames) of 4 s of test pattern then 2 s of red, in one go
-// so that both parts decode with the same parameter sets, and splits it at
-// the first red keyframe.
+// every second, B-frames, RTMP timestamps) of 4 s of test pattern then 2 s
+// of red, in one go so that both parts decode with the same parameter sets,
+// and splits it at the first red keyframe.
 func encodeGoodThenBad(t *testing.T) (good, bad clip) {
 	t.Helper()
-	needFFmpeg(t)
-	out := filepath.Join(t.TempDir(), "clip.h264")
-	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-		"-filter_complex", "testsrc2=s=1280x720:r=30:d=4[a];color=c=red:s=1280x720:r=30:d=2[b];[a][b]concat=n=2:v=1",
-		"-c:v", "libx264", "-preset", "veryfast", "-b:v", "3M", "-maxrate", "3M", "-bufsize", "6M",
-		"-bf", "2", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
-		"-f", "h264", out)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg: %v: %s", err, b)
+	c := testmedia.Make(t, testmedia.Spec{Video: true, Seconds: 6, Size: "1280x720", Bitrate: "3M",
+		ExtraArgs: []string{"-preset", "veryfast", "-bf", "2", "-vf", "drawbox=c=red:t=fill:enable='gte(t\\,4)'"}})
+	var aus []ingest.AccessUnit
+	for _, au := range c.Units {
+		if au.Kind == ingest.KindVideo {
+			aus = append(aus, au)
+		}
 	}
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := splitAnnexB(ingest.CodecH264, data)
-	frameSize(t, &c.track)
 	split := -1
-	for i := 4*30 - 5; i < len(c.aus) && split < 0; i++ {
-		if c.aus[i].Key {
+	for i := 4*30 - 5; i < len(aus) && split < 0; i++ {
+		if aus[i].Key {
 			split = i
 		}
 	}
 	if split < 0 {
 		t.Fatal("no keyframe at 4 s")
 	}
-	good = clip{track: c.track, aus: c.aus[:split], fps: 30}
-	bad = clip{track: c.track, aus: c.aus[split:], fps: 30}
+	good = clip{track: *c.Tracks.Video, aus: aus[:split], fps: 30}
+	bad = clip{track: *c.Tracks.Video, aus: aus[split:], fps: 30}
 	return good, bad
 }
 
