@@ -100,6 +100,41 @@ func TestSamplerBetweenKeyframes(t *testing.T) {
 	}
 }
 
+// TestSamplerKeepsSamples: a sample taken out is still being decoded while
+// the media path goes on; the frames that come after it never write over it.
+func TestSamplerKeepsSamples(t *testing.T) {
+	s := NewModeSampler(time.Second, SampleAny, disposableH264)
+	type taken struct {
+		smp    Sample
+		frames []ingest.AccessUnit // a copy made when it was taken
+	}
+	var all []taken
+	// Two seconds of keyframes only (an all-intra start), then GOPs.
+	var units []ingest.AccessUnit
+	for i := range 60 {
+		d := time.Duration(i) * time.Second / 30
+		units = append(units, ingest.AccessUnit{Kind: ingest.KindVideo, Key: true, DTS: d, PTS: d, NALUs: [][]byte{{0x65}}})
+	}
+	for _, au := range gopStream(20) {
+		au.DTS += 2 * time.Second
+		au.PTS += 2 * time.Second
+		units = append(units, au)
+	}
+	for _, au := range units {
+		if ok, _ := s.Observe(au); ok {
+			smp, _ := s.TryNext()
+			all = append(all, taken{smp, append([]ingest.AccessUnit(nil), smp.Frames...)})
+		}
+	}
+	for i, tk := range all {
+		for j := range tk.frames {
+			if tk.smp.Frames[j].DTS != tk.frames[j].DTS || tk.smp.Frames[j].Key != tk.frames[j].Key {
+				t.Fatalf("sample %d, frame %d changed after it was taken: DTS %v, was %v", i, j, tk.smp.Frames[j].DTS, tk.frames[j].DTS)
+			}
+		}
+	}
+}
+
 func TestSamplerBoundsPrefix(t *testing.T) {
 	// One keyframe, then 40 s of P-frames: samples stop growing at
 	// maxPrefixFrames, and the sampler says frames went unscreened.

@@ -123,7 +123,7 @@ func (s *Sampler) Observe(au ingest.AccessUnit) (taken, replaced bool) {
 		s.gop = append(s.gop[:0], au)
 		s.maxPTS = au.PTS
 		if !s.started {
-			s.started, s.window = true, au.DTS
+			s.started, s.window, s.shared = true, au.DTS, true
 			s.due = au.DTS + s.randIn(min(s.interval, firstWindow))
 			return s.put(Sample{Frames: s.gop[:1:1]})
 		}
