@@ -3,6 +3,8 @@ package moderation
 import (
 	"context"
 	"image"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,6 +159,9 @@ func TestSamplerBoundsPrefix(t *testing.T) {
 	}
 	if !s.GOPTooLong() {
 		t.Error("GOPTooLong is false after 40 s without a keyframe")
+	}
+	if !strings.Contains(ReasonLongGOP, strconv.Itoa(maxPrefixFrames)+" frames") {
+		t.Errorf("ReasonLongGOP %q does not name the limit, %d frames", ReasonLongGOP, maxPrefixFrames)
 	}
 }
 

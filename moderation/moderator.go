@@ -236,9 +236,11 @@ func (m *Moderator) Consume(ctx context.Context, b *ingest.Broadcast, feed *inge
 			if screening && m.opts.Sample == SampleAny {
 				// Frames between keyframes need an H.264 SPS that states no
 				// reordering and a known frame size (see Decoder.DecodeSample).
-				if between && st.key.broadcast == "" {
+				// (A frame size out of bounds is refused at each sample.)
+				switch {
+				case between && st.key.broadcast == "":
 					mode = SampleAny
-				} else {
+				case !between:
 					log.Warn("frames between keyframes cannot be screened for this stream: screening keyframes only", "codec", v.Codec)
 				}
 			}
@@ -326,8 +328,9 @@ func lowDelayTrack(v *ingest.VideoTrack, log *slog.Logger) (*ingest.VideoTrack, 
 }
 
 // ReasonLongGOP is the reason of the flag raised for a broadcast whose
-// keyframes are too far apart for its frames between them to be screened.
-var ReasonLongGOP = fmt.Sprintf("keyframes more than %d frames apart: frames after that in a GOP are not screened", maxPrefixFrames)
+// keyframes are too far apart for its frames between them to be screened
+// (maxPrefixFrames).
+const ReasonLongGOP = "keyframes more than 300 frames apart: frames after that in a GOP are not screened"
 
 // flag records a flag raised by moderation itself and tells OnFlag.
 func (m *Moderator) flag(st *broadcastState, ev Event, log *slog.Logger) {
