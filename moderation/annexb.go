@@ -20,6 +20,9 @@ var (
 // rewritten for the decoder (see withoutReordering), and new ones would start
 // a new broadcast.
 func annexB(track *ingest.VideoTrack, smp Sample) []byte {
+	if track.Codec == ingest.CodecAV1 {
+		return obuStream(track, smp)
+	}
 	aud := audH264
 	if track.Codec == ingest.CodecHEVC {
 		aud = audHEVC
@@ -88,10 +91,66 @@ func isAUDOrParameterSet(codec ingest.Codec, nalu []byte) bool {
 	return t == 7 || t == 8 || t == 9 // SPS, PPS, AUD
 }
 
+// Temporal delimiter OBU: it starts every AV1 temporal unit. The OBU
+// demuxer hands a temporal unit to the decoder when it sees the next one,
+// and ffmpeg reads a few packets ahead of what it decodes, so the sample is
+// followed by empty temporal units (measured with ffmpeg 5.1: four are
+// needed before the first frame comes out; eight are sent).
+var obuTemporalDelimiter = []byte{0x12, 0x00}
+
+const obuTrailingDelimiters = 8
+
+// obuStream renders an AV1 sample as a low-overhead OBU stream: each frame
+// a temporal unit with the track's sequence header in front, then a
+// temporal delimiter. OBUs from ingest come without their size fields.
+func obuStream(track *ingest.VideoTrack, smp Sample) []byte {
+	var out []byte
+	for _, au := range smp.Frames {
+		out = append(out, obuTemporalDelimiter...)
+		out = appendOBU(out, track.SPS)
+		for _, obu := range au.NALUs {
+			if len(obu) == 0 {
+				continue
+			}
+			switch obu[0] >> 3 & 0x0f {
+			case 1, 2: // sequence header (the track's is first), temporal delimiter
+				continue
+			}
+			out = appendOBU(out, obu)
+		}
+	}
+	for range obuTrailingDelimiters {
+		out = append(out, obuTemporalDelimiter...)
+	}
+	return out
+}
+
+// appendOBU appends obu (a header byte without extension, and its payload)
+// with obu_has_size_field set and the payload's size in LEB128.
+func appendOBU(out, obu []byte) []byte {
+	if len(obu) == 0 {
+		return out
+	}
+	out = append(out, obu[0]|0x02)
+	for n := uint64(len(obu) - 1); ; {
+		b := byte(n & 0x7f)
+		if n >>= 7; n > 0 {
+			out = append(out, b|0x80)
+			continue
+		}
+		out = append(out, b)
+		break
+	}
+	return append(out, obu[1:]...)
+}
+
 // decoderTrack returns a copy of track whose SPS declares no frame
 // reordering, and whether it does so explicitly (see withoutReordering):
 // only then can frames between keyframes be decoded from a sample.
 func decoderTrack(track *ingest.VideoTrack) (*ingest.VideoTrack, bool, error) {
+	if track.Codec == ingest.CodecAV1 {
+		return track, false, nil // AV1 does not reorder what it outputs; samples are keyframes
+	}
 	t := *track
 	sps, explicit, err := withoutReordering(t.Codec, t.SPS)
 	if err != nil {

@@ -45,6 +45,7 @@ type Decoder struct {
 	quit   chan struct{} // closed by Close: the reader drops images from then on
 	close  sync.Once
 
+	codec    ingest.Codec
 	mark     []byte // H.264: the sentinel stream (see sentinelH264); nil for HEVC
 	sentinel []byte // the sentinel's image, once decoded
 }
@@ -53,7 +54,7 @@ type Decoder struct {
 type DecoderOptions struct {
 	// FFmpegPath is the ffmpeg executable (default "ffmpeg").
 	FFmpegPath string
-	// Codec is the video codec: ingest.CodecH264 or ingest.CodecHEVC.
+	// Codec is the video codec: ingest.CodecH264, ingest.CodecHEVC or ingest.CodecAV1.
 	Codec ingest.Codec
 	// MaxWidth scales wider frames down, keeping the aspect ratio (0: keep size).
 	// Width and Height, when set, give the output size instead.
@@ -67,7 +68,9 @@ type DecoderOptions struct {
 }
 
 // decodable reports whether a Decoder takes the codec.
-func decodable(c ingest.Codec) bool { return c == ingest.CodecH264 || c == ingest.CodecHEVC }
+func decodable(c ingest.Codec) bool {
+	return c == ingest.CodecH264 || c == ingest.CodecHEVC || c == ingest.CodecAV1
+}
 
 // StartDecoder starts an ffmpeg process decoding keyframes of the given codec.
 func StartDecoder(opts DecoderOptions) (*Decoder, error) {
@@ -77,12 +80,16 @@ func StartDecoder(opts DecoderOptions) (*Decoder, error) {
 	if opts.Quality == 0 {
 		opts.Quality = 4
 	}
-	var demuxer string
+	var input []string
 	switch opts.Codec {
 	case ingest.CodecH264:
-		demuxer = "h264"
+		input = []string{"-f", "h264"}
 	case ingest.CodecHEVC:
-		demuxer = "hevc"
+		input = []string{"-f", "hevc"}
+	case ingest.CodecAV1:
+		// dav1d outputs each frame at once under low_delay; ffmpeg's own
+		// AV1 decoder needs hardware.
+		input = []string{"-f", "obu", "-c:v", "libdav1d"}
 	default:
 		return nil, fmt.Errorf("starting decoder: codec %q is not supported", opts.Codec)
 	}
@@ -98,10 +105,13 @@ func StartDecoder(opts DecoderOptions) (*Decoder, error) {
 		// Filters keep their configuration when the frame size changes (the
 		// sentinel is 16×16): the scaler follows the input by itself.
 		"-reinit_filter", "0",
-		"-f", demuxer, "-i", "pipe:0",
+	}
+	args = append(args, input...)
+	args = append(args,
+		"-i", "pipe:0",
 		"-an", "-sn", "-dn",
 		"-fps_mode", "passthrough",
-	}
+	)
 	// Output timestamps are the frame count: the raw demuxer's own repeat
 	// when parameter sets change, and the JPEG encoder refuses that.
 	switch {
@@ -133,6 +143,7 @@ func StartDecoder(opts DecoderOptions) (*Decoder, error) {
 		quit:   make(chan struct{}),
 		stderr: &tailBuffer{max: 2048},
 	}
+	d.codec = opts.Codec
 	if opts.Codec == ingest.CodecH264 && opts.Width > 0 && opts.Height > 0 {
 		// Only at a fixed output size: the sentinel's image must be the
 		// same size as the samples' for the JPEG encoder.
@@ -230,7 +241,10 @@ func (d *Decoder) decode(ctx context.Context, data, until []byte) (first, last [
 	// The raw demuxer reads its input in 1 KiB packets and waits for a full
 	// one; zero padding (allowed after a NAL unit) up to the next boundary
 	// makes it take the whole stream now.
-	pad := (rawPacketSize - (d.sent+int64(len(data)))%rawPacketSize) % rawPacketSize
+	var pad int64
+	if d.codec != ingest.CodecAV1 { // the OBU demuxer reads OBUs by their sizes
+		pad = (rawPacketSize - (d.sent+int64(len(data)))%rawPacketSize) % rawPacketSize
+	}
 	buf := make([]byte, len(data)+int(pad))
 	copy(buf, data)
 	d.sent += int64(len(buf)) // a short write ends the decoder anyway

@@ -207,7 +207,7 @@ func TestUndecodableSparesPool(t *testing.T) {
 		name  string
 		track ingest.VideoTrack
 	}{
-		{"av1", ingest.VideoTrack{Codec: ingest.CodecAV1, Width: 1280, Height: 720}},
+		{"vp9", ingest.VideoTrack{Codec: ingest.Codec("vp9"), Width: 1280, Height: 720}},
 		{"absurd size", ingest.VideoTrack{Codec: ingest.CodecH264, Width: 65535, Height: 65535}},
 		{"unknown size", ingest.VideoTrack{Codec: ingest.CodecH264}},
 	} {
