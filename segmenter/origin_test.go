@@ -534,7 +534,17 @@ func TestHoldTimeout(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-consumed })
 
 	u := srv.URL + "/hls/ch/" + mediaName
+	// Listed, and then stalled: the consumer packages the queued clip on its
+	// own goroutine, so wait until the playlist stops changing.
 	body := getWhenListed(t, u)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		time.Sleep(200 * time.Millisecond)
+		_, again := get(t, u)
+		if bytes.Equal(again, body) || time.Now().After(deadline) {
+			break
+		}
+		body = again
+	}
 	p, err := hlscheck.Parse(body)
 	if err != nil || p.HintURI == "" {
 		t.Fatalf("playlist: %v\n%s", err, body)
