@@ -154,3 +154,77 @@ func keyCommand(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout, st.DefaultKey)
 	return nil
 }
+
+// configCommand runs "onair config check FILE": it reads a configuration
+// file as serve would (over the defaults, without the environment or flags)
+// and names every problem with the setting and what it allows.
+func configCommand(args []string, stdout io.Writer) error {
+	if len(args) != 2 || args[0] != "check" {
+		return errors.New("usage: onair config check FILE")
+	}
+	path := args[1]
+	problems := configProblems(path)
+	if len(problems) == 0 {
+		fmt.Fprintf(stdout, "%s: ok\n", path)
+		return nil
+	}
+	for _, p := range problems {
+		fmt.Fprintf(stdout, "%s: %s\n", path, p)
+	}
+	return fmt.Errorf("%s: %d problem(s)", path, len(problems))
+}
+
+// configProblems lists what is wrong with the configuration file at path,
+// each with the setting's name and, where it has a fixed set of values or a
+// range, what it allows.
+func configProblems(path string) []string {
+	cfg := defaultConfig()
+	var errs []error
+	if err := cfg.loadFile(path); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, cfg.validate())
+	help := map[string]string{}
+	for _, f := range cfg.fields() {
+		help[f.key] = f.help
+	}
+	var out []string
+	for _, err := range errs {
+		for _, e := range unjoin(err) {
+			// Each line starts with the file's name already.
+			msg := strings.TrimPrefix(e.Error(), "config file "+path+": ")
+			msg = strings.ReplaceAll(msg, " in config file "+path, "")
+			// Name what the setting is for, so the line stands on its own.
+			if key, ok := settingOf(msg); ok && help[key] != "" && !strings.Contains(msg, "unknown key") {
+				msg += " — " + key + ": " + help[key]
+			}
+			out = append(out, msg)
+		}
+	}
+	return out
+}
+
+// unjoin flattens errors.Join'd errors.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// settingOf finds the setting an error message names ("invalid setting KEY ...").
+func settingOf(msg string) (string, bool) {
+	_, rest, ok := strings.Cut(msg, "invalid setting ")
+	if !ok {
+		return "", false
+	}
+	key, _, _ := strings.Cut(rest, " ")
+	return strings.TrimSuffix(key, ":"), true
+}

@@ -316,33 +316,88 @@ func (c *Config) loadYAML(raw []byte, path string) error {
 		doc["channel"] = n
 		delete(doc, "channels")
 	}
-	for key, node := range doc {
+	// Every key is looked at, so that one run names every mistake.
+	keys := make([]string, 0, len(doc))
+	for key := range doc {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	var errs []error
+	for _, key := range keys {
+		node := doc[key]
 		f, ok := byKey[key]
 		if !ok || key == "config" {
-			return fmt.Errorf("config file %s: unknown key %q", path, key)
+			msg := fmt.Sprintf("config file %s: unknown key %q", path, key)
+			if near := nearestKey(key, byKey); near != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", near)
+			}
+			errs = append(errs, errors.New(msg))
+			continue
 		}
 		if f.v.Kind() == reflect.Slice {
 			var items []string
 			if node.Kind == yaml.ScalarNode {
 				items = []string{node.Value} // "a, b" is split by the setting that needs it
 			} else if err := node.Decode(&items); err != nil {
-				return fmt.Errorf("config file %s: key %q: want a list of strings", path, key)
+				errs = append(errs, fmt.Errorf("config file %s: key %q: want a list of strings", path, key))
+				continue
 			}
 			for _, it := range items {
 				if err := f.set(it); err != nil {
-					return fmt.Errorf("invalid setting %s in config file %s: %w", key, path, err)
+					errs = append(errs, fmt.Errorf("invalid setting %s in config file %s: %w", key, path, err))
 				}
 			}
 			continue
 		}
 		if node.Kind != yaml.ScalarNode {
-			return fmt.Errorf("config file %s: key %q: want a single value", path, key)
+			errs = append(errs, fmt.Errorf("config file %s: key %q: want a single value", path, key))
+			continue
 		}
 		if err := f.set(node.Value); err != nil {
-			return fmt.Errorf("invalid setting %s in config file %s: %w", key, path, err)
+			errs = append(errs, fmt.Errorf("invalid setting %s in config file %s: %w", key, path, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// nearestKey returns the setting whose name is closest to key (a typo, or
+// a flag's spelling with underscores), or "" when none is close.
+func nearestKey(key string, byKey map[string]configField) string {
+	key = strings.ReplaceAll(strings.ToLower(key), "_", "-")
+	best, bestD := "", 3 // more than two edits away is no suggestion
+	for k := range byKey {
+		if k == "config" {
+			continue
+		}
+		if d := editDistance(key, k); d < bestD || d == bestD && best != "" && k < best {
+			best, bestD = k, d
+		}
+	}
+	if bestD >= 3 {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // channelKeys parses the --channel list into name → keys, in first-seen order.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
@@ -180,5 +181,56 @@ func TestStateIsKeptAcrossRestarts(t *testing.T) {
 	}
 	if info.Mode().Perm()&0o077 != 0 {
 		t.Fatalf("state file is readable by others: %v", info.Mode())
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	cases := []struct {
+		name string
+		file string
+		want []string // one problem line each, by substrings; none: ok
+	}{
+		{"good", "hls-variant: fmp4\nchannels:\n  - \"alice:alice-key-123\"\n", nil},
+		{"every problem at once", "hls-variant: dash\nrtmp-adr: \":1935\"\nmoderation-interval: -2s\n", []string{
+			`invalid setting hls-variant: "dash" is not one of lowlatency, fmp4, mpegts`,
+			`unknown key "rtmp-adr" (did you mean "rtmp-addr"?)`,
+			`invalid setting moderation-interval: must be positive — moderation-interval: how often`,
+		}},
+		{"underscores", "moderation_sample: any\n", []string{`unknown key "moderation_sample" (did you mean "moderation-sample"?)`}},
+		{"nothing near", "colour: blue\n", []string{`unknown key "colour"`}},
+		{"bad value", "http-idle-timeout: banana\n", []string{`invalid setting http-idle-timeout: want a duration`}},
+		{"not YAML", "hls-variant: [\n", []string{"yaml"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "onair.yaml")
+			if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			err := configCommand([]string{"check", path}, &out)
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			if len(tc.want) == 0 {
+				if err != nil || out.String() != path+": ok\n" {
+					t.Fatalf("a good file: %v\n%s", err, out.String())
+				}
+				return
+			}
+			if err == nil || len(lines) != len(tc.want) {
+				t.Fatalf("want %d problems and an error, got %v:\n%s", len(tc.want), err, out.String())
+			}
+			for _, w := range tc.want {
+				found := false
+				for _, l := range lines {
+					found = found || (strings.HasPrefix(l, path+": ") && strings.Contains(l, w))
+				}
+				if !found {
+					t.Errorf("no line with %q:\n%s", w, out.String())
+				}
+			}
+			if strings.Contains(tc.name, "nothing near") && strings.Contains(out.String(), "did you mean") {
+				t.Errorf("a suggestion for a key nothing is near:\n%s", out.String())
+			}
+		})
 	}
 }

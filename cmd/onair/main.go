@@ -25,6 +25,7 @@ Usage:
   onair token moderator --channel NAME      print a chat moderator token (valid 24 h; --ttl)
   onair token revoke TOKEN-OR-ID            revoke a moderator token
   onair moderation hash IMAGE...            print perceptual hashes for a blocklist
+  onair config check FILE                   check a configuration file, naming every problem
   onair load publish|watch|input|channels   load-test a server (RTMP publishers, playlist watcher)
 
 Run "onair serve -h" for every setting; each is also a YAML key and an ONAIR_* variable.
@@ -56,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = tokenCommand(args[1:], stdout, stderr)
 	case "moderation":
 		err = moderationCommand(args[1:], stdout)
+	case "config":
+		err = configCommand(args[1:], stdout)
 	case "load":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
