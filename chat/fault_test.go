@@ -1,8 +1,11 @@
 package chat
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -13,25 +16,55 @@ import (
 )
 
 // ownRedis runs a throwaway redis-server on port; stop kills it.
+// redisPort returns a free port below the kernel's ephemeral range for a
+// test's own redis-server. Clients dial it while nothing listens; with a
+// port in the ephemeral range, such a dial can be given that very port as its
+// source and connect to itself (TCP simultaneous open), holding the port
+// so that redis-server cannot bind it (CI failed so once).
+func redisPort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		port := 20000 + rand.IntN(10000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port for redis-server between 20000 and 30000")
+	return 0
+}
+
 func ownRedis(t *testing.T, port int) (stop func()) {
 	t.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Skip("redis-server not installed; skipping the Redis fault test")
 	}
+	var out bytes.Buffer
 	cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting redis-server: %v", err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
 	defer rdb.Close()
-	waitFor(t, "own redis-server up", func() bool { return rdb.Ping(context.Background()).Err() == nil })
+	waitFor(t, "own redis-server up", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("redis-server on port %d exited:\n%s", port, out.String())
+		default:
+		}
+		return rdb.Ping(context.Background()).Err() == nil
+	})
 	stopped := false
 	stop = func() {
 		if !stopped {
 			stopped = true
 			cmd.Process.Kill()
-			cmd.Wait()
+			<-exited
 		}
 	}
 	t.Cleanup(stop)
@@ -42,7 +75,7 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test is long")
 	}
-	port := freePort(t)
+	port := redisPort(t)
 	stop := ownRedis(t, port)
 	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 	base := runtime.NumGoroutine()
@@ -147,7 +180,7 @@ func TestRedisDownAtStart(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not installed")
 	}
-	port := freePort(t)
+	port := redisPort(t)
 	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 	ba, err := NewRedisBus(context.Background(), url, "a", nil, RedisOptions{PresenceTTL: time.Second})
 	if err != nil {

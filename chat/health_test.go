@@ -36,7 +36,7 @@ func TestRedisDownViewerCountsAndHealth(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test is long")
 	}
-	port := freePort(t)
+	port := redisPort(t)
 	stop := ownRedis(t, port)
 	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 	bus := newRedisBus(t, url, "health-a")
