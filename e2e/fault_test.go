@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -326,6 +327,23 @@ func TestFaultMissingSegments(t *testing.T) {
 	s.waitBaseline(t, base, defaultSlack, 30*time.Second)
 }
 
+// redisPort returns a free port below the kernel's ephemeral range: nodes
+// dial it while Redis is down, and a dial to a port in that range can be
+// given the same port as its source and connect to itself (TCP
+// simultaneous open), holding the port so that redis-server cannot come back.
+func redisPort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		port := 20000 + rand.IntN(10000)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port for redis-server between 20000 and 30000")
+	return 0
+}
+
 // redisServer is a redis-server owned by one test, on a port of its own.
 type redisServer struct {
 	port int
@@ -371,7 +389,7 @@ func readyz(t *testing.T, base string) (int, string) {
 // answer the API promptly, and join up again when Redis is back.
 func TestFaultRedisKilledAndRestarted(t *testing.T) {
 	needTools(t, "ffmpeg")
-	port := freePort(t)
+	port := redisPort(t)
 	redis := startRedis(t, port)
 	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 	a := StartDebugServer(t, "--redis-url", url)
