@@ -101,6 +101,19 @@ type decoderKey struct {
 // treated as unknown, and frames of an unknown size are not decoded.
 const maxFrameSide = 8192
 
+// undecodable says why frames of key are never given to a decoder, or nil.
+func undecodable(key decoderKey) error {
+	switch {
+	case !decodable(key.codec):
+		return fmt.Errorf("decoding frames: codec %q is not supported", key.codec)
+	case key.broadcast != "":
+		// The SPS gave no size, or an absurd one: a decoder would allocate
+		// whatever it says before the first pixel.
+		return fmt.Errorf("decoding frames: frame size unknown or over %d pixels a side: not decoded", maxFrameSide)
+	}
+	return nil
+}
+
 // keyFor returns the decoder key of a broadcast's video track: frames wider
 // than maxWidth (if positive) are scaled down to it, keeping the aspect
 // ratio, both sides rounded to even numbers for the JPEG encoder.

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"time"
@@ -112,14 +111,8 @@ func (m *Moderator) screenNext(ctx context.Context, st *broadcastState, log *slo
 // shared with everyone.
 func (m *Moderator) decode(ctx context.Context, req *decodeRequest) ([]byte, error) {
 	err := m.ffmpegErr
-	switch {
-	case err != nil:
-	case !decodable(req.key.codec):
-		err = fmt.Errorf("decoding frames: codec %q is not supported", req.key.codec)
-	case req.key.broadcast != "":
-		// The SPS gave no size, or an absurd one: a decoder would allocate
-		// whatever it says before the first pixel.
-		err = fmt.Errorf("decoding frames: frame size unknown or over %d pixels a side: not decoded", maxFrameSide)
+	if err == nil {
+		err = undecodable(req.key)
 	}
 	if err != nil {
 		req.take() // the sample is spent: the next try is on a newer one

@@ -96,7 +96,7 @@ func (m *Moderator) freshThumbnail(ctx context.Context, channel string) ([]byte,
 // since the last one, and when there is none or it is older than
 // ThumbnailInterval. m.mu is held.
 func (m *Moderator) thumbDueLocked(st *broadcastState) bool {
-	if len(m.screeners) > 0 || m.ffmpegErr != nil || st.track == nil || !decodable(st.track.Codec) || st.key.broadcast != "" || st.takenDown {
+	if len(m.screeners) > 0 || m.ffmpegErr != nil || st.track == nil || undecodable(st.key) != nil || st.takenDown {
 		return false
 	}
 	if st.thumb != nil && time.Since(st.thumbMade) < m.opts.ThumbnailInterval {
