@@ -25,15 +25,18 @@ import (
 type Config struct {
 	ConfigFile string `key:"config" help:"YAML configuration file"`
 
-	RTMPAddr       string `key:"rtmp-addr" help:"RTMP listen address for publishers"`
-	HTTPAddr       string `key:"http-addr" help:"HTTP listen address (HLS, chat, API, watch pages)"`
-	PublicURL      string `key:"public-url" help:"base URL viewers use to reach this server (printed URLs); default http://<host>:<http port>"`
-	DataDir        string `key:"data-dir" help:"directory for state kept across restarts (generated keys, secret)"`
-	LogLevel       string `key:"log-level" help:"debug, info, warn or error"`
-	LogFormat      string `key:"log-format" help:"text or json"`
-	GCPercent      int    `key:"gc-percent" help:"Go garbage collector target: heap growth over live data, in percent, before a collection (0: leave it to GOGC); lower trades a little CPU for memory"`
-	MemoryLimitMiB int    `key:"memory-limit-mib" help:"soft limit of the process's Go memory in MiB; the collector works harder near it (0: none; GOMEMLIMIT also works)"`
-	DebugAddr      string `key:"debug-addr" help:"listen address for Go's net/http/pprof profiling endpoints (empty: off; never expose it publicly)"`
+	RTMPAddr       string        `key:"rtmp-addr" help:"RTMP listen address for publishers"`
+	HTTPAddr       string        `key:"http-addr" help:"HTTP listen address (HLS, chat, API, watch pages)"`
+	PublicURL      string        `key:"public-url" help:"base URL viewers use to reach this server (printed URLs); default http://<host>:<http port>"`
+	DataDir        string        `key:"data-dir" help:"directory for state kept across restarts (generated keys, secret)"`
+	LogLevel       string        `key:"log-level" help:"debug, info, warn or error"`
+	LogFormat      string        `key:"log-format" help:"text or json"`
+	GCPercent      int           `key:"gc-percent" help:"Go garbage collector target: heap growth over live data, in percent, before a collection (0: leave it to GOGC); lower trades a little CPU for memory"`
+	MemoryLimitMiB int           `key:"memory-limit-mib" help:"soft limit of the process's Go memory in MiB; the collector works harder near it (0: none; GOMEMLIMIT also works)"`
+	Roles          string        `key:"roles" help:"what this node does, comma-separated: ingest (RTMP publishers, packaging, moderation), origin (HLS of every live channel, fetched from the node holding it), chat (WebSocket rooms), web (pages and API); default all"`
+	NodeAddr       string        `key:"node-addr" help:"base URL other nodes reach this node's HTTP at, for the HLS of channels published here (with redis-url; default http://<first non-loopback address>:<http port>)"`
+	RegistryTTL    time.Duration `key:"registry-ttl" help:"with redis-url, how long a node's claim on a live channel outlives its last heartbeat: a node that dies loses its channels after this"`
+	DebugAddr      string        `key:"debug-addr" help:"listen address for Go's net/http/pprof profiling endpoints (empty: off; never expose it publicly)"`
 
 	HTTPHeaderTimeout  time.Duration `key:"http-header-timeout" help:"time a client has to send a request's headers"`
 	HTTPReadTimeout    time.Duration `key:"http-read-timeout" help:"time a client has to send a whole request, headers and body"`
@@ -103,14 +106,16 @@ type Config struct {
 func defaultConfig() Config {
 	mod := moderation.DefaultOptions()
 	return Config{
-		RTMPAddr:  ":1935",
-		HTTPAddr:  ":8080",
-		DataDir:   "onair-data",
-		LogLevel:  "info",
-		LogFormat: "text",
-		GCPercent: 10,
-		App:       "live",
-		Grace:     15 * time.Second,
+		RTMPAddr:    ":1935",
+		HTTPAddr:    ":8080",
+		DataDir:     "onair-data",
+		LogLevel:    "info",
+		LogFormat:   "text",
+		GCPercent:   10,
+		Roles:       "ingest,origin,chat,web",
+		RegistryTTL: 5 * time.Second,
+		App:         "live",
+		Grace:       15 * time.Second,
 
 		RTMPConnsPerIP: ingest.DefaultConnsPerIP,
 		RTMPMaxConns:   ingest.DefaultMaxConns,
@@ -474,6 +479,12 @@ func (c *Config) validate() error {
 	if c.Grace < 0 {
 		bad("reconnect-grace", "must not be negative")
 	}
+	if _, err := parseRoles(c.Roles); err != nil {
+		bad("roles", "%v", err)
+	}
+	if c.RegistryTTL < time.Second || c.RegistryTTL > time.Minute {
+		bad("registry-ttl", "must be between 1s and 1m")
+	}
 	for key, n := range map[string]int{"rtmp-conns-per-ip": c.RTMPConnsPerIP, "rtmp-max-conns": c.RTMPMaxConns, "rtmp-auth-failures": c.RTMPAuthFails} {
 		if n == 0 {
 			bad(key, "must not be 0 (a negative value lifts the limit)")
@@ -499,7 +510,7 @@ func (c *Config) validate() error {
 	if c.ModerationIdle <= 0 {
 		bad("moderation-decoder-idle", "must be positive")
 	}
-	for key, u := range map[string]string{"publish-auth-webhook": c.PublishWebhook, "moderation-webhook": c.ModerationWebhook, "public-url": c.PublicURL} {
+	for key, u := range map[string]string{"publish-auth-webhook": c.PublishWebhook, "moderation-webhook": c.ModerationWebhook, "public-url": c.PublicURL, "node-addr": c.NodeAddr} {
 		if u == "" {
 			continue
 		}
