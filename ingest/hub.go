@@ -95,7 +95,9 @@ type Options struct {
 	// Bans, when set, keeps bans beyond this process (a restart, other
 	// nodes): TakeDown and Unban write it, every publish reads it. When it
 	// cannot be reached, the bans this hub set itself still apply.
-	Bans   Bans
+	Bans Bans
+	// Claims, if set, keeps each channel to one publisher across nodes.
+	Claims Claims
 	Logger *slog.Logger
 }
 
@@ -110,7 +112,20 @@ type Bans interface {
 	Banned(ctx context.Context, channel string) (until time.Time, reason string, err error)
 }
 
-// bansTimeout bounds one call to Options.Bans.
+// Claims shares which node publishes each channel among nodes (package
+// registry keeps them in Redis), so that a channel has one publisher across
+// all of them.
+type Claims interface {
+	// Claim makes this node the one publishing channel. It fails with an
+	// error wrapping ErrClaimed while another node publishes it, unless
+	// takeover is set.
+	Claim(ctx context.Context, channel string, takeover bool) error
+}
+
+// ErrClaimed is the error a Claims returns for a channel published on another node.
+var ErrClaimed = errors.New("published on another node")
+
+// bansTimeout bounds one call to Options.Bans (and to Options.Claims).
 const bansTimeout = 2 * time.Second
 
 // Hub is the channel registry and RTMP ingest server: it accepts publishers,
@@ -652,6 +667,45 @@ func (h *Hub) channelForKey(key string) string {
 		}
 	}
 	return found
+}
+
+// claimAcross claims ch in Options.Claims. Claims that cannot be reached
+// leave the decision to this node alone: publishing goes on through an outage
+// of the shared store, at the risk of one channel live on two nodes.
+func (h *Hub) claimAcross(ctx context.Context, ch *channel) *refusal {
+	if h.opts.Claims == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, bansTimeout)
+	defer cancel()
+	err := h.opts.Claims.Claim(ctx, ch.name, h.opts.Takeover)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrClaimed):
+		return &refusal{reason: "in_use", code: codeBadName, desc: fmt.Sprintf("channel %s is already being published", ch.name), logErr: err}
+	default:
+		h.refusals.warn("claims_unreachable", "cannot claim the channel across nodes: accepting the publisher on this node's word", "channel", ch.name, "err", err)
+		return nil
+	}
+}
+
+// Relinquish ends channel's broadcast here because another node publishes it
+// now (EndMoved): its publisher, if still connected here, is disconnected.
+func (h *Hub) Relinquish(channelName, detail string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch := h.channels[channelName]
+	if ch == nil {
+		return
+	}
+	if ch.live != nil {
+		h.endLocked(ch.live, EndMoved, detail)
+	}
+	if ch.publisher != nil {
+		ch.publisher.kick(detail)
+		ch.publisher = nil
+	}
 }
 
 // claim makes s the publisher of ch, or says why not.

@@ -92,6 +92,7 @@ const (
 	EndShutdown  EndReason = "shutdown"   // the server is stopping
 	EndNewTracks EndReason = "new_tracks" // the publisher came back with different codec parameters
 	EndRemoved   EndReason = "removed"    // the channel was removed from the configuration
+	EndMoved     EndReason = "moved"      // another node publishes the channel now (its publisher moved there, or took over)
 )
 
 // ErrEnded is what Feed.Next returns, as an *EndError, once a broadcast has

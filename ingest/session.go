@@ -186,7 +186,9 @@ func (s *session) OnPublish(sctx *rtmp.StreamContext, _ uint32, cmd *message.Net
 	if ref == nil {
 		s.ch = ch
 		s.hub.loadBan(s.hub.ctx, ch)
-		ref = s.hub.claim(ch, s)
+		if ref = s.hub.claimAcross(s.hub.ctx, ch); ref == nil {
+			ref = s.hub.claim(ch, s)
+		}
 	}
 	if ref != nil {
 		s.hub.stats.refuse(ref.reason)
