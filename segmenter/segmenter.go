@@ -175,6 +175,65 @@ type channelState struct {
 	timer    *time.Timer   // expiry of an ended window, or of one awaiting continuation
 	nextMSN  uint64        // first MSN of the next window
 	nextDisc uint64        // its discontinuity sequence
+	resumed  bool          // nextMSN continues another node's playlist: no wall-clock floor
+}
+
+// advance moves the channel's next window past win.
+func (cs *channelState) advance(win *window) {
+	msn, disc := win.next()
+	cs.nextMSN, cs.nextDisc = max(cs.nextMSN, msn), max(cs.nextDisc, disc)
+}
+
+// Resume makes the channel's next playlist continue one another node served
+// (its publisher moved here): it starts at media sequence msn, with a
+// discontinuity sequence of at least disc. A player that followed the other
+// node's playlist up to segment msn-1 goes on in this one where it was
+// (hls.js places a playlist starting right after the last segment it knew
+// exactly there, and anything further off ahead of its buffer, where it
+// stalls).
+func (s *Segmenter) Resume(channel string, msn, disc uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs := s.channels[channel]
+	if cs == nil {
+		cs = &channelState{}
+		s.channels[channel] = cs
+	}
+	cs.nextMSN, cs.nextDisc = max(cs.nextMSN, msn), max(cs.nextDisc, disc)
+	cs.resumed = true
+}
+
+// Position returns where another node continuing the channel's playlist
+// starts: the media sequence after its last complete segment and the next
+// discontinuity sequence. ok is false when the channel has no playlist here.
+func (s *Segmenter) Position(channel string) (msn, disc uint64, ok bool) {
+	s.mu.Lock()
+	cs := s.channels[channel]
+	var win *window
+	if cs != nil {
+		win = cs.win
+	}
+	s.mu.Unlock()
+	if win == nil {
+		return 0, 0, false
+	}
+	msn, disc = win.resumePoint()
+	return msn, disc, true
+}
+
+// Serves reports whether the channel has a playlist here (live, in its
+// grace, or ended and lingering).
+func (s *Segmenter) Serves(channel string) bool { return s.lookup(channel) != nil }
+
+// Ready reports whether the channel's playlist here lists a complete segment.
+func (s *Segmenter) Ready(channel string) bool {
+	win := s.lookup(channel)
+	if win == nil {
+		return false
+	}
+	win.mu.Lock()
+	defer win.mu.Unlock()
+	return win.completeLocked()
 }
 
 var _ ingest.Consumer = (*Segmenter)(nil)
@@ -260,6 +319,12 @@ func (s *Segmenter) Consume(ctx context.Context, b *ingest.Broadcast, feed *inge
 	switch {
 	case reason == ingest.EndTakenDown:
 		s.Remove(b.Channel)
+	case reason == ingest.EndMoved:
+		// Another node publishes the channel now; an origin here relays its playlist.
+		log.Info("the channel is published on another node now: its playlist here is dropped")
+		if win := s.drop(b.Channel); win != nil {
+			win.close()
+		}
 	case reason == ingest.EndNewTracks:
 		log.Info("codec parameters changed: the playlist continues with the next broadcast")
 		p.finish(false)
@@ -321,12 +386,17 @@ func (s *Segmenter) attach(ctx context.Context, channel string) (*window, func()
 			cs.timer = nil
 		}
 		if w := cs.win; w != nil && w.isEnded() {
-			cs.nextMSN, cs.nextDisc = w.next()
+			cs.advance(w)
 			w.close()
 			cs.win = nil
 		}
 		if cs.win == nil {
-			cs.win = newWindow(&s.cfg, max(cs.nextMSN, seqFloor(time.Now())), cs.nextDisc)
+			first := max(cs.nextMSN, seqFloor(time.Now()))
+			if cs.resumed {
+				// Close to the other node's numbers, which a player compares with.
+				first, cs.resumed = cs.nextMSN, false
+			}
+			cs.win = newWindow(&s.cfg, first, cs.nextDisc)
 		}
 		done := make(chan struct{})
 		cs.writing = done
@@ -368,7 +438,7 @@ func (s *Segmenter) expire(channel string, win *window) {
 		s.mu.Unlock()
 		return
 	}
-	cs.nextMSN, cs.nextDisc = win.next()
+	cs.advance(win)
 	cs.win, cs.timer = nil, nil
 	s.mu.Unlock()
 	win.close()
@@ -390,30 +460,38 @@ func seqFloor(now time.Time) uint64 {
 // Remove drops a channel's HLS at once (a takedown): every path of the channel
 // answers 404 from now on, also while its broadcast is still being fed.
 func (s *Segmenter) Remove(channel string) {
+	win := s.drop(channel)
+	if win == nil {
+		return
+	}
+	s.log.Info("channel HLS removed", "channel", channel)
+	var paths []string
+	if s.opts.OnRemove != nil {
+		paths = s.paths(channel, win)
+	}
+	win.close()
+	if s.opts.OnRemove != nil {
+		s.opts.OnRemove(channel, paths)
+	}
+}
+
+// drop stops serving the channel's window and returns it, not yet closed
+// (nil if there was none).
+func (s *Segmenter) drop(channel string) *window {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	cs := s.channels[channel]
-	var win *window
-	if cs != nil && cs.win != nil {
-		win = cs.win
-		cs.nextMSN, cs.nextDisc = win.next()
-		cs.win = nil
-		if cs.timer != nil {
-			cs.timer.Stop()
-			cs.timer = nil
-		}
+	if cs == nil || cs.win == nil {
+		return nil
 	}
-	s.mu.Unlock()
-	if win != nil {
-		s.log.Info("channel HLS removed", "channel", channel)
-		var paths []string
-		if s.opts.OnRemove != nil {
-			paths = s.paths(channel, win)
-		}
-		win.close()
-		if s.opts.OnRemove != nil {
-			s.opts.OnRemove(channel, paths)
-		}
+	win := cs.win
+	cs.advance(win)
+	cs.win = nil
+	if cs.timer != nil {
+		cs.timer.Stop()
+		cs.timer = nil
 	}
+	return win
 }
 
 // paths returns the URL path of every HLS object win lists or hints at

@@ -253,6 +253,24 @@ func (w *window) next() (msn, disc uint64) {
 	return w.nextMSN, disc + 1
 }
 
+// resumePoint is where another node's playlist continuing this one starts:
+// after the last complete segment a player may have seen (a segment in
+// progress is never completed now), with the next discontinuity sequence.
+func (w *window) resumePoint() (msn, disc uint64) {
+	_, disc = w.next()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := len(w.segs) - 1; i >= 0; i-- {
+		if w.segs[i].done {
+			return w.segs[i].msn + 1, disc
+		}
+	}
+	if len(w.segs) > 0 {
+		return w.segs[0].msn, disc
+	}
+	return w.nextMSN, disc
+}
+
 // position is a part's place in the stream: segment number and part index.
 type position struct {
 	msn  uint64
