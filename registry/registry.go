@@ -1,0 +1,326 @@
+// Package registry shares which node holds each live channel among onair
+// nodes, through Redis. An ingest node claims a channel when its publisher
+// arrives, keeps the claim alive with a heartbeat while the broadcast lasts
+// and releases it when the broadcast ends; a node that dies stops beating and
+// loses its channels after the TTL. Origin nodes look up the holder to fetch
+// its HLS, and every node lists all nodes' channels from here.
+//
+// A claim is one Redis key per channel holding a Record, written only by
+// scripts that compare the holder first, so two nodes never both believe they
+// hold a channel for longer than one heartbeat.
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/onairhq/onair/ingest"
+)
+
+// Record is what the registry keeps of one live channel.
+type Record struct {
+	Channel string `json:"channel"`
+	// Node identifies the holding process; Addr is the base URL of its HTTP.
+	Node string `json:"node"`
+	Addr string `json:"addr"`
+	// Publishing is false while the holder's publisher is gone and the
+	// broadcast waits out its reconnect grace: another node may claim it then.
+	Publishing bool `json:"publishing"`
+	// Status is the channel's public state on the holder (ingest.ChannelStatus).
+	Status json.RawMessage `json:"status,omitempty"`
+	// Position is where the channel's playlist goes on, for a node taking it over.
+	Position Position  `json:"position"`
+	Updated  time.Time `json:"updated"`
+}
+
+// Position is where a channel's playlist continues on another node: the
+// media sequence after its last complete segment, and the next
+// discontinuity sequence.
+type Position struct {
+	MSN  uint64 `json:"msn"`
+	Disc uint64 `json:"disc"`
+}
+
+// Options configure a Registry.
+type Options struct {
+	// Node identifies this process among the nodes; Addr is the base URL
+	// other nodes reach its HTTP at.
+	Node, Addr string
+	// TTL is how long a claim outlives its last heartbeat (default 5 s).
+	// Heartbeats come every fifth of it.
+	TTL time.Duration
+	// Grace is how long a channel's playlist position is kept after its
+	// last heartbeat, for a publisher reconnecting to another node.
+	Grace time.Duration
+	// Held returns the channels this node holds now, with their state;
+	// called at every heartbeat. Node, Addr and Updated are filled in.
+	Held func() []Record
+	// Lost is told of a channel this node held that another node claimed
+	// (a takeover, or the publisher moved there during the grace).
+	Lost func(channel string, holder Record)
+	// Resume is told, when this node claims a channel, where its playlist
+	// went on elsewhere (another node held it within the grace).
+	Resume func(channel string, pos Position)
+	Logger *slog.Logger
+}
+
+// DefaultTTL is Options.TTL's default.
+const DefaultTTL = 5 * time.Second
+
+// Registry keeps this node's claims in Redis and reads everyone's.
+type Registry struct {
+	rdb  redis.UniversalClient
+	opts Options
+	log  *slog.Logger
+
+	mu   sync.Mutex
+	down bool // the last call to Redis failed (logged once per outage)
+}
+
+var _ ingest.Claims = (*Registry)(nil)
+
+const (
+	keyPrefix   = "onair:live:"   // + channel: the holder's Record, expiring with the TTL
+	indexKey    = "onair:live"    // sorted set: channel → expiry (ms), for listing
+	resumePrefx = "onair:resume:" // + channel: its Position, kept for the grace
+)
+
+// New returns a Registry using rdb.
+func New(rdb redis.UniversalClient, opts Options) *Registry {
+	if opts.TTL <= 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Registry{rdb: rdb, opts: opts, log: opts.Logger}
+}
+
+// claimScript claims KEYS[1] for ARGV[1] unless another node holds it with
+// its publisher connected (ARGV[4] = "1": take it anyway). It returns
+// {1, previous record or false, resume position or false} or {0, holder}.
+var claimScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and ARGV[4] ~= '1' then
+  local ok, rec = pcall(cjson.decode, cur)
+  if ok and rec.node ~= ARGV[1] and rec.publishing then
+    return {0, cur}
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], tonumber(ARGV[5]) + tonumber(ARGV[3]), ARGV[6])
+return {1, cur or false, redis.call('GET', KEYS[3]) or false}
+`)
+
+// beatScript refreshes a claim of ARGV[1]'s and the channel's position. It
+// returns false when done, or the record of the node that holds it now.
+var beatScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, rec = pcall(cjson.decode, cur)
+  if ok and rec.node ~= ARGV[1] then
+    return cur
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[3]), ARGV[5])
+redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[7])
+return false
+`)
+
+// releaseScript drops ARGV[1]'s claim, if it still is ARGV[1]'s.
+var releaseScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, rec = pcall(cjson.decode, cur)
+  if ok and rec.node ~= ARGV[1] then
+    return 0
+  end
+  redis.call('DEL', KEYS[1])
+end
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+`)
+
+// Claim implements ingest.Claims: it makes this node the holder of channel.
+func (r *Registry) Claim(ctx context.Context, channel string, takeover bool) error {
+	rec := r.stamp(Record{Channel: channel, Publishing: true})
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	res, err := claimScript.Run(ctx, r.rdb, []string{keyPrefix + channel, indexKey, resumePrefx + channel},
+		r.opts.Node, raw, r.opts.TTL.Milliseconds(), flag(takeover), now.UnixMilli(), channel).Slice()
+	if err = r.seen(err); err != nil {
+		return fmt.Errorf("claim channel %s in the registry: %w", channel, err)
+	}
+	if len(res) < 2 {
+		return fmt.Errorf("claim channel %s in the registry: unexpected answer %v", channel, res)
+	}
+	if n, _ := res[0].(int64); n == 0 {
+		var holder Record
+		s, _ := res[1].(string)
+		_ = json.Unmarshal([]byte(s), &holder)
+		return fmt.Errorf("channel %s: %w (node %s)", channel, ingest.ErrClaimed, holder.Node)
+	}
+	var prev Record
+	if s, ok := res[1].(string); ok {
+		_ = json.Unmarshal([]byte(s), &prev)
+	}
+	if prev.Node != "" && prev.Node != r.opts.Node {
+		r.log.Info("channel claimed from another node", "channel", channel, "from", prev.Node, "publishing_there", prev.Publishing)
+	}
+	if len(res) > 2 && r.opts.Resume != nil {
+		if s, ok := res[2].(string); ok {
+			var pos Position
+			if json.Unmarshal([]byte(s), &pos) == nil {
+				r.opts.Resume(channel, pos)
+			}
+		}
+	}
+	return nil
+}
+
+// Release gives up this node's claim on channel (its broadcast ended). The
+// playlist position stays for the grace.
+func (r *Registry) Release(ctx context.Context, channel string) error {
+	err := releaseScript.Run(ctx, r.rdb, []string{keyPrefix + channel, indexKey}, r.opts.Node, channel).Err()
+	if err = r.seen(err); err != nil {
+		return fmt.Errorf("release channel %s in the registry: %w", channel, err)
+	}
+	return nil
+}
+
+// Run beats every TTL/5 until ctx is done: it refreshes the claims of every
+// channel Options.Held returns and reports the ones another node took.
+func (r *Registry) Run(ctx context.Context) {
+	t := time.NewTicker(r.opts.TTL / 5)
+	defer t.Stop()
+	for {
+		r.beat(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Registry) beat(ctx context.Context) {
+	if r.opts.Held == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.opts.TTL/5)
+	defer cancel()
+	now := time.Now()
+	keep := (r.opts.TTL + r.opts.Grace).Milliseconds()
+	for _, rec := range r.opts.Held() {
+		rec = r.stamp(rec)
+		raw, err := json.Marshal(rec)
+		if err != nil {
+			continue
+		}
+		pos, _ := json.Marshal(rec.Position)
+		res, err := beatScript.Run(ctx, r.rdb, []string{keyPrefix + rec.Channel, indexKey, resumePrefx + rec.Channel},
+			r.opts.Node, raw, r.opts.TTL.Milliseconds(), now.UnixMilli(), rec.Channel, pos, keep).Result()
+		if errors.Is(err, redis.Nil) {
+			err = nil // the script's false
+		}
+		if r.seen(err) != nil {
+			return
+		}
+		if s, ok := res.(string); ok && r.opts.Lost != nil {
+			var holder Record
+			_ = json.Unmarshal([]byte(s), &holder)
+			r.log.Info("channel is published on another node now", "channel", rec.Channel, "node", holder.Node)
+			r.opts.Lost(rec.Channel, holder)
+		}
+	}
+}
+
+// Lookup returns the record of a live channel, held by any node.
+func (r *Registry) Lookup(ctx context.Context, channel string) (Record, bool, error) {
+	s, err := r.rdb.Get(ctx, keyPrefix+channel).Result()
+	if errors.Is(err, redis.Nil) {
+		return Record{}, false, r.seen(nil)
+	}
+	if err = r.seen(err); err != nil {
+		return Record{}, false, fmt.Errorf("look up channel %s in the registry: %w", channel, err)
+	}
+	var rec Record
+	if err := json.Unmarshal([]byte(s), &rec); err != nil {
+		return Record{}, false, fmt.Errorf("look up channel %s in the registry: %w", channel, err)
+	}
+	return rec, true, nil
+}
+
+// Live returns the records of every live channel, on every node.
+func (r *Registry) Live(ctx context.Context) ([]Record, error) {
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	if err := r.rdb.ZRemRangeByScore(ctx, indexKey, "-inf", "("+now).Err(); r.seen(err) != nil {
+		return nil, fmt.Errorf("list live channels in the registry: %w", err)
+	}
+	names, err := r.rdb.ZRange(ctx, indexKey, 0, -1).Result()
+	if err = r.seen(err); err != nil || len(names) == 0 {
+		return nil, err
+	}
+	keys := make([]string, len(names))
+	for i, n := range names {
+		keys[i] = keyPrefix + n
+	}
+	vals, err := r.rdb.MGet(ctx, keys...).Result()
+	if err = r.seen(err); err != nil {
+		return nil, fmt.Errorf("list live channels in the registry: %w", err)
+	}
+	out := make([]Record, 0, len(vals))
+	for _, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue // expired since the index was read
+		}
+		var rec Record
+		if json.Unmarshal([]byte(s), &rec) == nil {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
+// Node returns this node's identity.
+func (r *Registry) Node() string { return r.opts.Node }
+
+func (r *Registry) stamp(rec Record) Record {
+	rec.Node, rec.Addr, rec.Updated = r.opts.Node, r.opts.Addr, time.Now().UTC()
+	return rec
+}
+
+// seen logs the start and end of a Redis outage once each and returns err.
+func (r *Registry) seen(err error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case err != nil && !r.down:
+		r.down = true
+		r.log.Warn("registry unreachable: channels held here stay live, other nodes' channels are unknown", "err", err)
+	case err == nil && r.down:
+		r.down = false
+		r.log.Info("registry reachable again")
+	}
+	return err
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
