@@ -89,19 +89,37 @@ func (a *app) view(s ingest.ChannelStatus) channelView {
 
 func (a *app) listChannels(w http.ResponseWriter, r *http.Request) {
 	views := []channelView{}
-	for _, s := range a.hub.Channels() {
+	for _, s := range a.channelStatuses() {
 		views = append(views, a.view(s))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"channels": views})
 }
 
 func (a *app) getChannel(w http.ResponseWriter, r *http.Request) {
-	s, ok := a.hub.Channel(r.PathValue("name"))
+	s, ok := a.channelStatus(r.PathValue("name"))
 	if !ok {
 		writeError(w, http.StatusNotFound, "no such channel")
 		return
 	}
 	writeJSON(w, http.StatusOK, a.view(s))
+}
+
+// channelStatuses is every channel's state, on every node.
+func (a *app) channelStatuses() []ingest.ChannelStatus {
+	if a.cluster == nil {
+		return a.hub.Channels()
+	}
+	return a.cluster.channels(a.hub.Channels())
+}
+
+// channelStatus is one channel's state, wherever it is published.
+func (a *app) channelStatus(name string) (ingest.ChannelStatus, bool) {
+	for _, st := range a.channelStatuses() {
+		if st.Name == name {
+			return st, true
+		}
+	}
+	return ingest.ChannelStatus{}, false
 }
 
 // admin guards an action with the admin bearer token.

@@ -37,16 +37,23 @@ type app struct {
 	chat       *chat.Server
 	bus        chat.Bus
 	busName    string
-	banClient  *redis.Client // keeps bans in Redis, when redis-url is set
+	roles      roles
+	node       string        // this process among nodes sharing one Redis
+	nodeAddr   string        // base URL other nodes reach this node's HTTP at
+	rdb        *redis.Client // bans and the channel registry, when redis-url is set
+	cluster    *cluster      // nil without redis-url
 	edges      *purge.Edges  // CDN edges to purge taken-down broadcasts from; nil: none
 	web        http.Handler
 	http       httpStats // the HTTP server's guards (httpserver.go)
 	ready      readiness // /readyz (readiness.go)
 }
 
-func newApp(cfg Config, secret, adminToken string, names []string, keys map[string][]string, log *slog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log, adminToken: adminToken}
+func newApp(cfg Config, secret, adminToken string, names []string, keys map[string][]string, nodeAddr string, log *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log, adminToken: adminToken, node: nodeID(), nodeAddr: nodeAddr}
 	var err error
+	if a.roles, err = parseRoles(cfg.Roles); err != nil {
+		return nil, err // validated with the configuration
+	}
 
 	// Chat.
 	a.busName = "memory"
@@ -54,7 +61,7 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		a.busName = "redis"
 		// go-redis would otherwise log every failed dial during an outage; the bus logs it once.
 		redis.SetLogger(chat.QuietRedisLogger{})
-		a.bus, err = chat.NewRedisBus(context.Background(), cfg.RedisURL, nodeID(), log.With("part", "chat-bus"), chat.RedisOptions{RoomTTL: cfg.ChatRoomTTL})
+		a.bus, err = chat.NewRedisBus(context.Background(), cfg.RedisURL, a.node, log.With("part", "chat-bus"), chat.RedisOptions{RoomTTL: cfg.ChatRoomTTL})
 		if err != nil {
 			return nil, fmt.Errorf("connect chat bus to redis-url: %w", err)
 		}
@@ -73,8 +80,20 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 			return nil, err
 		}
 	}
-	// Rooms exist only for channels the hub knows (configured, or admitted by the webhook).
-	copts.Known = func(channel string) bool { _, ok := a.hub.Channel(channel); return ok }
+	// Rooms exist only for channels the hub knows (configured, or admitted by
+	// the webhook) or that another node publishes.
+	copts.Known = func(channel string) bool {
+		if _, ok := a.hub.Channel(channel); ok {
+			return true
+		}
+		if a.cluster != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_, ok, _ := a.cluster.reg.Lookup(ctx, channel)
+			return ok
+		}
+		return false
+	}
 	copts.Secret = []byte(secret)
 	copts.Bus = a.bus
 	copts.Logger = log.With("part", "chat")
@@ -117,10 +136,15 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		if err != nil {
 			return nil, fmt.Errorf("redis-url: %w", err)
 		}
-		a.banClient = redis.NewClient(ropts)
-		channelBans = bans.NewRedis(a.banClient)
+		a.rdb = redis.NewClient(ropts)
+		channelBans = bans.NewRedis(a.rdb)
+		a.cluster = newCluster(a, a.rdb, a.node, a.roles)
 	} else if channelBans, err = bans.OpenFile(filepath.Join(cfg.DataDir, "bans.json")); err != nil {
 		return nil, err
+	}
+	var claims ingest.Claims // one publisher per channel across nodes
+	if a.cluster != nil && a.roles.has(roleIngest) {
+		claims = a.cluster.reg
 	}
 	var channels []ingest.ChannelConfig
 	for _, n := range names {
@@ -141,6 +165,7 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		AuthFailures:   cfg.RTMPAuthFails,
 		AuthBackoffMax: cfg.RTMPAuthMax,
 		Bans:           channelBans,
+		Claims:         claims,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up ingest: %w", err)
@@ -178,6 +203,9 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	a.hub.AddConsumer(a.seg)
 	a.hub.AddConsumer(a.mod)
 	a.hub.AddObserver(broadcastNotices{a.chat})
+	if a.cluster != nil {
+		a.hub.AddObserver(a.cluster)
+	}
 
 	a.web = web.New(web.Options{Logger: log.With("part", "web")})
 	return a, nil
@@ -210,24 +238,36 @@ func (a *app) close() {
 	if c, ok := a.bus.(interface{ Close() error }); ok {
 		c.Close()
 	}
-	if a.banClient != nil {
-		a.banClient.Close()
+	if a.rdb != nil {
+		a.rdb.Close()
 	}
 }
 
 // routes is onair's HTTP surface.
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/hls/", a.seg.Handler())
-	mux.Handle("/chat/", a.chat)
-	mux.Handle("/api/v1/", a.api())
+	if a.roles.has(roleIngest) || a.roles.has(roleOrigin) {
+		h := hlsHandler{local: a.seg.Handler(), serves: a.seg.Serves, ready: a.seg.Ready}
+		if a.cluster != nil {
+			h.relay = a.cluster.relay
+		}
+		mux.Handle("/hls/", h)
+	}
+	if a.roles.has(roleChat) {
+		mux.Handle("/chat/", a.chat)
+	}
+	if a.roles.has(roleWeb) {
+		mux.Handle("/api/v1/", a.api())
+		mux.Handle("/", a.web)
+	} else {
+		mux.Handle("/", http.NotFoundHandler())
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /readyz", &a.ready)
 	mux.HandleFunc("GET /metrics", a.metrics)
-	mux.Handle("/", a.web)
 	return mux
 }
 
@@ -237,6 +277,9 @@ func (a *app) metrics(w http.ResponseWriter, r *http.Request) {
 	a.seg.WriteMetrics(w)
 	a.mod.WriteMetrics(w)
 	a.chat.WriteMetrics(w)
+	if a.cluster != nil && a.cluster.relay != nil {
+		a.cluster.relay.WriteMetrics(w)
+	}
 	a.ready.writeMetrics(w)
 	a.http.writeMetrics(w)
 	writeProcessMetrics(w)

@@ -43,19 +43,27 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		keys = map[string][]string{st.DefaultChannel: {st.DefaultKey}}
 	}
 
-	app, err := newApp(cfg, secret, adminToken, names, keys, log)
-	if err != nil {
-		return err
-	}
-
-	rtmpLn, err := net.Listen("tcp", cfg.RTMPAddr)
-	if err != nil {
-		return fmt.Errorf("listen for RTMP on %s (rtmp-addr): %w", cfg.RTMPAddr, err)
+	rs, _ := parseRoles(cfg.Roles) // validated in loadConfig
+	var rtmpLn net.Listener
+	if rs.has(roleIngest) {
+		if rtmpLn, err = net.Listen("tcp", cfg.RTMPAddr); err != nil {
+			return fmt.Errorf("listen for RTMP on %s (rtmp-addr): %w", cfg.RTMPAddr, err)
+		}
 	}
 	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		rtmpLn.Close()
+		closeListener(rtmpLn)
 		return fmt.Errorf("listen for HTTP on %s (http-addr): %w", cfg.HTTPAddr, err)
+	}
+	nodeAddr := cfg.NodeAddr
+	if nodeAddr == "" {
+		nodeAddr = defaultNodeAddr(httpLn.Addr())
+	}
+	app, err := newApp(cfg, secret, adminToken, names, keys, nodeAddr, log)
+	if err != nil {
+		closeListener(rtmpLn)
+		httpLn.Close()
+		return err
 	}
 
 	// SIGHUP reloads the channel list and keys from the configuration.
@@ -63,9 +71,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	printBanner(stdout, cfg, rtmpLn.Addr(), httpLn.Addr(), names, keys, generated, newKey)
-	log.Info("onair started", "version", buildVersion(), "rtmp", rtmpLn.Addr().String(), "http", httpLn.Addr().String(),
-		"hls_variant", cfg.HLSVariant, "chat_bus", app.busName, "channels", len(names))
+	printBanner(stdout, cfg, rs, rtmpLn, httpLn.Addr(), names, keys, generated, newKey)
+	startAttrs := []any{"version", buildVersion(), "roles", rs.String(), "http", httpLn.Addr().String(),
+		"hls_variant", cfg.HLSVariant, "chat_bus", app.busName, "channels", len(names)}
+	if rtmpLn != nil {
+		startAttrs = append(startAttrs, "rtmp", rtmpLn.Addr().String())
+	}
+	if app.cluster != nil {
+		startAttrs = append(startAttrs, "node", app.node, "node_addr", nodeAddr)
+	}
+	log.Info("onair started", startAttrs...)
 
 	httpSrv := newHTTPServer(cfg, guard(app.routes(), &app.http, log), log)
 	httpLn = newConnLimitListener(httpLn, cfg.HTTPMaxConns, &app.http, log)
@@ -75,7 +90,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.DebugAddr != "" {
 		dbgLn, err := net.Listen("tcp", cfg.DebugAddr)
 		if err != nil {
-			rtmpLn.Close()
+			closeListener(rtmpLn)
 			httpLn.Close()
 			return fmt.Errorf("listen for debugging on %s (debug-addr): %w", cfg.DebugAddr, err)
 		}
@@ -83,11 +98,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Info("profiling endpoints listening", "addr", dbgLn.Addr().String())
 		wg.Go(func() { _ = dbgSrv.Serve(dbgLn) })
 	}
-	wg.Go(func() {
-		if err := app.hub.Serve(ctx, rtmpLn); err != nil && ctx.Err() == nil {
-			errc <- fmt.Errorf("RTMP server: %w", err)
+	if rtmpLn != nil {
+		wg.Go(func() {
+			if err := app.hub.Serve(ctx, rtmpLn); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("RTMP server: %w", err)
+			}
+		})
+		if app.cluster != nil {
+			wg.Go(func() { app.cluster.reg.Run(ctx) })
 		}
-	})
+	}
 	wg.Go(func() {
 		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("HTTP server: %w", err)
@@ -145,6 +165,13 @@ func debugHandler() http.Handler {
 	return mux
 }
 
+// closeListener closes ln, if there is one.
+func closeListener(ln net.Listener) {
+	if ln != nil {
+		ln.Close()
+	}
+}
+
 func firstSet(vals ...string) string {
 	for _, v := range vals {
 		if v != "" {
@@ -157,7 +184,7 @@ func firstSet(vals ...string) string {
 // printBanner tells a new user, on stdout, everything needed to go live and watch.
 // A generated stream key is shown once, when it was just made; later starts say
 // where it is kept, so that it does not end up in every log of the service.
-func printBanner(w io.Writer, cfg Config, rtmpAddr, httpAddr net.Addr, names []string, keys map[string][]string, generated, newKey bool) {
+func printBanner(w io.Writer, cfg Config, rs roles, rtmpLn net.Listener, httpAddr net.Addr, names []string, keys map[string][]string, generated, newKey bool) {
 	base := strings.TrimSuffix(cfg.PublicURL, "/")
 	host := "localhost"
 	if base == "" {
@@ -168,6 +195,14 @@ func printBanner(w io.Writer, cfg Config, rtmpAddr, httpAddr net.Addr, names []s
 			host = h
 		}
 	}
+	if rtmpLn == nil {
+		fmt.Fprintf(w, "\nonair %s is serving as %s (no RTMP on this node).\n\n", buildVersion(), rs)
+		if rs.has(roleWeb) {
+			fmt.Fprintf(w, "  Directory:       %s/\n\n", base)
+		}
+		return
+	}
+	rtmpAddr := rtmpLn.Addr()
 	fmt.Fprintf(w, "\nonair %s is live-ready.\n\n", buildVersion())
 	fmt.Fprintf(w, "  OBS → Settings → Stream → Service: Custom\n")
 	fmt.Fprintf(w, "    Server:      rtmp://%s/%s\n", hostPort(host, rtmpAddr), cfg.App)

@@ -29,7 +29,7 @@ func stopServing(a *app, rtmpLn net.Listener, httpSrv *http.Server, drain time.D
 	ctx, cancel := context.WithDeadline(context.Background(), start.Add(shutdownBudget))
 	defer cancel()
 	a.ready.draining.Store(true)
-	rtmpLn.Close()
+	closeListener(rtmpLn)
 
 	step := func(d time.Duration) (context.Context, context.CancelFunc) {
 		return context.WithTimeout(ctx, d)
