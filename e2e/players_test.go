@@ -280,22 +280,7 @@ func playLive(t *testing.T, site, src string, c playerCase, st *playState) {
 	index := srv.HTTP + "/hls/main/index.m3u8"
 	waitLivePlaylist(t, index, 3, 30*time.Second)
 
-	ctx := newPlayerBrowser(t)
-	q := url.Values{"player": {c.player}, "lib": {c.pkg}, "config": {c.config}, "src": {index}}
-	if err := chromedp.Do(ctx, chromedp.Navigate(site+"/index.html?"+q.Encode())); err != nil {
-		t.Fatalf("open the player page: %v", err)
-	}
-	read := func() playState {
-		var st playState
-		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.__play)`))
-		if err == nil {
-			err = json.Unmarshal([]byte(s), &st)
-		}
-		if err != nil {
-			t.Fatalf("read the page's measurements: %v", err)
-		}
-		return st
-	}
+	ctx, read := openPlayer(t, site, index, c)
 
 	// Wait for the start (beyond the 3 s allowed, to report a late one), then
 	// let it play for the window, watching the publisher.
@@ -352,6 +337,27 @@ func playLive(t *testing.T, site, src string, c playerCase, st *playState) {
 	}
 	if st.StartMs != nil && len(st.Behind) == 0 {
 		t.Errorf("the player never mapped its position to a date (EXT-X-PROGRAM-DATE-TIME): distance behind live unknown")
+	}
+}
+
+// openPlayer opens the player page of c on index in a new headless browser;
+// read returns what the page measured so far.
+func openPlayer(t *testing.T, site, index string, c playerCase) (ctx context.Context, read func() playState) {
+	ctx = newPlayerBrowser(t)
+	q := url.Values{"player": {c.player}, "lib": {c.pkg}, "config": {c.config}, "src": {index}}
+	if err := chromedp.Do(ctx, chromedp.Navigate(site+"/index.html?"+q.Encode())); err != nil {
+		t.Fatalf("open the player page: %v", err)
+	}
+	return ctx, func() playState {
+		var st playState
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.__play)`))
+		if err == nil {
+			err = json.Unmarshal([]byte(s), &st)
+		}
+		if err != nil {
+			t.Fatalf("read the page's measurements: %v", err)
+		}
+		return st
 	}
 }
 
