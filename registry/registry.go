@@ -295,6 +295,16 @@ func (r *Registry) Live(ctx context.Context) ([]Record, error) {
 	return out, nil
 }
 
+// Healthy returns an error while the last call to Redis failed.
+func (r *Registry) Healthy() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		return errors.New("the registry (Redis) is unreachable")
+	}
+	return nil
+}
+
 // Node returns this node's identity.
 func (r *Registry) Node() string { return r.opts.Node }
 

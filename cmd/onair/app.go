@@ -100,6 +100,9 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	if a.chat, err = chat.NewServer(copts); err != nil {
 		return nil, fmt.Errorf("set up chat: %w", err)
 	}
+	a.ready.hls = a.roles.has(roleIngest) || a.roles.has(roleOrigin)
+	a.ready.rtmp = a.roles.has(roleIngest)
+	a.ready.chatRole = a.roles.has(roleChat)
 	a.ready.chat = func() error { // nil while chat's bus reaches the other nodes
 		if h := a.chat.Health(); h.State != chat.HealthOK {
 			return errors.New(h.Reason)
@@ -139,6 +142,9 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		a.rdb = redis.NewClient(ropts)
 		channelBans = bans.NewRedis(a.rdb)
 		a.cluster = newCluster(a, a.rdb, a.node, a.roles)
+		if a.cluster.relay != nil {
+			a.ready.registry = a.cluster.reg.Healthy
+		}
 	} else if channelBans, err = bans.OpenFile(filepath.Join(cfg.DataDir, "bans.json")); err != nil {
 		return nil, err
 	}

@@ -21,8 +21,13 @@ import (
 // balancer should do with each answer.
 type readiness struct {
 	draining atomic.Bool // set when shutdown begins
+	// hls, rtmp, chat: whether the node runs each (all, when none is set).
+	hls, rtmp, chatRole bool
 	// chat reports whether the chat bus reaches the other nodes (nil: it does).
 	chat func() error
+	// registry reports whether the registry of other nodes' channels is
+	// reachable (nil: it is, or there is none).
+	registry func() error
 }
 
 // roleState is one role's line in /readyz.
@@ -32,9 +37,28 @@ type roleState struct {
 }
 
 func (rd *readiness) roles() []roleState {
-	out := []roleState{{role: "hls"}, {role: "rtmp"}, {role: "chat"}}
-	if err := rd.chat(); err != nil {
-		out[2].degraded = err.Error() + "; local rooms work, messages do not reach viewers on other nodes"
+	all := !rd.hls && !rd.rtmp && !rd.chatRole
+	var out []roleState
+	if all || rd.hls {
+		st := roleState{role: "hls"}
+		if rd.registry != nil {
+			if err := rd.registry(); err != nil {
+				st.degraded = err.Error() + "; channels published here are served, channels on other nodes are not"
+			}
+		}
+		out = append(out, st)
+	}
+	if all || rd.rtmp {
+		out = append(out, roleState{role: "rtmp"})
+	}
+	if all || rd.chatRole {
+		st := roleState{role: "chat"}
+		if rd.chat != nil {
+			if err := rd.chat(); err != nil {
+				st.degraded = err.Error() + "; local rooms work, messages do not reach viewers on other nodes"
+			}
+		}
+		out = append(out, st)
 	}
 	return out
 }
@@ -80,5 +104,5 @@ func (rd *readiness) writeMetrics(w io.Writer) {
 			degraded[st.role] = 1
 		}
 	}
-	promtext.ByLabel(p, "onair_role_degraded", "gauge", "1 while a role works only in part (chat: Redis unreachable, local rooms only)", "role", degraded)
+	promtext.ByLabel(p, "onair_role_degraded", "gauge", "1 while a role works only in part (chat: Redis unreachable, local rooms only; hls: the registry unreachable, only channels published here)", "role", degraded)
 }
