@@ -41,6 +41,7 @@ var (
 		"ONAIR_SECRET":      "deploy-test-secret-0123456789abcdef",
 		"ONAIR_ADMIN_TOKEN": "deploy-test-admin-token-0123456789",
 	}
+	plausiblePodIP = "10.244.1.7"
 )
 
 // deployNode is one onair process of a deployment, as its environment sets it.
@@ -817,4 +818,657 @@ func (s *composeStack) checkPurges(t *testing.T) {
 	if from.Contains(s.gateway) {
 		t.Errorf("EDGE_PURGE_FROM %s covers Docker's gateway %s, the address of every client of a published port", from, s.gateway)
 	}
+}
+
+// Kubernetes.
+
+// k8sObject is the part of a Kubernetes manifest the test reads.
+type k8sObject struct {
+	file     string
+	Kind     string `yaml:"kind"`
+	Metadata struct {
+		Name   string            `yaml:"name"`
+		Labels map[string]string `yaml:"labels"`
+	} `yaml:"metadata"`
+	Data map[string]string `yaml:"data"`
+	Spec struct {
+		// Service
+		Type                  string           `yaml:"type"`
+		ClusterIP             string           `yaml:"clusterIP"`
+		ExternalTrafficPolicy string           `yaml:"externalTrafficPolicy"`
+		Ports                 []k8sServicePort `yaml:"ports"`
+		// Service (a map), workloads and PodDisruptionBudget ({matchLabels})
+		Selector yaml.Node `yaml:"selector"`
+		// Deployment, StatefulSet
+		ServiceName string          `yaml:"serviceName"`
+		Template    *k8sPodTemplate `yaml:"template"`
+		// NetworkPolicy
+		PodSelector *k8sLabelSelector `yaml:"podSelector"`
+		Ingress     []struct {
+			From []struct {
+				PodSelector       *k8sLabelSelector `yaml:"podSelector"`
+				NamespaceSelector *k8sLabelSelector `yaml:"namespaceSelector"`
+				IPBlock           *yaml.Node        `yaml:"ipBlock"`
+			} `yaml:"from"`
+			Ports []struct {
+				Port yaml.Node `yaml:"port"`
+			} `yaml:"ports"`
+		} `yaml:"ingress"`
+	} `yaml:"spec"`
+}
+
+type k8sLabelSelector struct {
+	MatchLabels      map[string]string `yaml:"matchLabels"`
+	MatchExpressions []yaml.Node       `yaml:"matchExpressions"`
+}
+
+// matches reports whether the selector selects pods with these labels (only
+// matchLabels is understood; an expression makes it match nothing here).
+func (s *k8sLabelSelector) matches(labels map[string]string) bool {
+	if s == nil || len(s.MatchExpressions) > 0 {
+		return false
+	}
+	for k, v := range s.MatchLabels {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+type k8sServicePort struct {
+	Name       string    `yaml:"name"`
+	Port       int       `yaml:"port"`
+	TargetPort yaml.Node `yaml:"targetPort"`
+}
+
+type k8sPodTemplate struct {
+	Metadata struct {
+		Labels map[string]string `yaml:"labels"`
+	} `yaml:"metadata"`
+	Spec struct {
+		Containers []k8sContainer `yaml:"containers"`
+		Volumes    []struct {
+			Name      string `yaml:"name"`
+			ConfigMap *struct {
+				Name string `yaml:"name"`
+			} `yaml:"configMap"`
+			EmptyDir *yaml.Node `yaml:"emptyDir"`
+		} `yaml:"volumes"`
+	} `yaml:"spec"`
+}
+
+type k8sContainer struct {
+	Name  string             `yaml:"name"`
+	Image string             `yaml:"image"`
+	Ports []k8sContainerPort `yaml:"ports"`
+	Env   []struct {
+		Name      string `yaml:"name"`
+		Value     string `yaml:"value"`
+		ValueFrom *struct {
+			FieldRef *struct {
+				FieldPath string `yaml:"fieldPath"`
+			} `yaml:"fieldRef"`
+			SecretKeyRef *struct {
+				Name string `yaml:"name"`
+				Key  string `yaml:"key"`
+			} `yaml:"secretKeyRef"`
+		} `yaml:"valueFrom"`
+	} `yaml:"env"`
+	ReadinessProbe *k8sProbe `yaml:"readinessProbe"`
+	LivenessProbe  *k8sProbe `yaml:"livenessProbe"`
+	Resources      struct {
+		Requests map[string]string `yaml:"requests"`
+	} `yaml:"resources"`
+	VolumeMounts []k8sVolumeMount `yaml:"volumeMounts"`
+}
+
+type k8sContainerPort struct {
+	Name          string `yaml:"name"`
+	ContainerPort int    `yaml:"containerPort"`
+}
+
+type k8sVolumeMount struct {
+	Name      string `yaml:"name"`
+	MountPath string `yaml:"mountPath"`
+}
+
+// has reports whether the container declares port p.
+func (c k8sContainer) has(p int) bool {
+	return slices.ContainsFunc(c.Ports, func(cp k8sContainerPort) bool { return cp.ContainerPort == p })
+}
+
+type k8sProbe struct {
+	HTTPGet *struct {
+		Path string    `yaml:"path"`
+		Port yaml.Node `yaml:"port"`
+	} `yaml:"httpGet"`
+	Exec *struct {
+		Command []string `yaml:"command"`
+	} `yaml:"exec"`
+	TCPSocket *struct {
+		Port yaml.Node `yaml:"port"`
+	} `yaml:"tcpSocket"`
+}
+
+// port resolves a port given by number or by a container port's name (0: neither).
+func (c k8sContainer) port(n yaml.Node) int {
+	if p, err := strconv.Atoi(n.Value); err == nil {
+		return p
+	}
+	for _, p := range c.Ports {
+		if p.Name == n.Value {
+			return p.ContainerPort
+		}
+	}
+	return 0
+}
+
+var k8sRef = regexp.MustCompile(`\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// environment resolves a container's env as the kubelet does: $(VAR) names a
+// variable set earlier in the list. Values from the platform and from Secrets
+// get stand-ins; the Secrets used are returned by variable.
+func (c k8sContainer) environment() (map[string]string, map[string]string, error) {
+	env, secrets := map[string]string{}, map[string]string{}
+	var errs []string
+	for _, e := range c.Env {
+		v := e.Value
+		switch {
+		case e.ValueFrom == nil:
+			v = k8sRef.ReplaceAllStringFunc(v, func(m string) string {
+				if m == "$$" {
+					return "$"
+				}
+				name := m[2 : len(m)-1]
+				val, ok := env[name]
+				if !ok {
+					errs = append(errs, fmt.Sprintf("%s refers to %s, which is not set before it (the kubelet would leave it as it is)", e.Name, m))
+				}
+				return val
+			})
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP":
+			v = plausiblePodIP
+		case e.ValueFrom.SecretKeyRef != nil:
+			v = plausibleSecrets[e.ValueFrom.SecretKeyRef.Key]
+			if v == "" {
+				errs = append(errs, fmt.Sprintf("%s comes from the Secret's key %s; README.md's Secret has %v", e.Name, e.ValueFrom.SecretKeyRef.Key, slices.Sorted(maps.Keys(plausibleSecrets))))
+			}
+			secrets[e.Name] = e.ValueFrom.SecretKeyRef.Name
+		default:
+			errs = append(errs, fmt.Sprintf("%s: the test knows no stand-in for this valueFrom", e.Name))
+		}
+		env[e.Name] = v
+	}
+	if len(errs) > 0 {
+		return env, secrets, fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return env, secrets, nil
+}
+
+// selects reports whether a Service's selector selects pods with these labels.
+func (o *k8sObject) selects(labels map[string]string) bool {
+	var sel map[string]string
+	if o.Spec.Selector.Decode(&sel) != nil || len(sel) == 0 {
+		return false
+	}
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// matchSelector is the {matchLabels} selector of a workload or a PodDisruptionBudget.
+func (o *k8sObject) matchSelector() *k8sLabelSelector {
+	var sel k8sLabelSelector
+	if o.Spec.Selector.Decode(&sel) != nil {
+		return nil
+	}
+	return &sel
+}
+
+func (o *k8sObject) podLabels() map[string]string { return o.Spec.Template.Metadata.Labels }
+
+func (o *k8sObject) String() string { return o.Kind + " " + o.Metadata.Name + " (" + o.file + ")" }
+
+// k8sNode is an onair container of a workload, as onair reads its settings.
+type k8sNode struct {
+	deployNode
+	w *k8sObject
+	c k8sContainer
+}
+
+// k8sTarget is where a Service port sends its connections: a container port of
+// a workload's pods.
+type k8sTarget struct {
+	w    *k8sObject
+	c    k8sContainer
+	port int
+}
+
+// k8sManifests are the documents of deploy/k8s/*.yaml as the test reads them.
+type k8sManifests struct {
+	byKind    map[string][]*k8sObject
+	workloads []*k8sObject // those with a pod template
+	services  map[string]*k8sObject
+	nodes     []k8sNode
+
+	edge     *k8sObject // the nginx workload
+	edgeC    k8sContainer
+	edgeEnv  map[string]string
+	edgePort int
+	podNet   netip.Prefix // the pod network, as EDGE_PURGE_FROM names it
+}
+
+// The Kubernetes manifests (deploy/k8s): the same topology as the compose stack,
+// checked against the binary and against each other.
+func TestKubernetesManifests(t *testing.T) {
+	m := readManifests(t)
+	m.checkWiring(t)
+	m.checkContainers(t)
+	m.readNodes(t)
+	m.checkEdge(t)
+	for _, n := range m.nodes {
+		m.checkNode(t, n)
+	}
+	m.checkRoles(t)
+}
+
+func readManifests(t *testing.T) *k8sManifests {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(deployDir, "k8s", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no manifests in deploy/k8s (%v)", err)
+	}
+	m := &k8sManifests{byKind: map[string][]*k8sObject{}, services: map[string]*k8sObject{}}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+		for {
+			o := &k8sObject{file: filepath.Base(f)}
+			if err := dec.Decode(o); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if o.Kind == "" {
+				continue // an empty document
+			}
+			m.byKind[o.Kind] = append(m.byKind[o.Kind], o)
+			if o.Spec.Template != nil {
+				m.workloads = append(m.workloads, o)
+			}
+			if o.Kind == "Service" {
+				m.services[o.Metadata.Name] = o
+			}
+		}
+	}
+	return m
+}
+
+// targets is where the Service named host sends connections to its port.
+func (m *k8sManifests) targets(host string, port int) []k8sTarget {
+	svc, ok := m.services[host]
+	if !ok {
+		return nil
+	}
+	var out []k8sTarget
+	for _, sp := range svc.Spec.Ports {
+		if sp.Port != port {
+			continue
+		}
+		tp := sp.TargetPort
+		if tp.Value == "" {
+			tp = yaml.Node{Kind: yaml.ScalarNode, Value: strconv.Itoa(sp.Port)}
+		}
+		for _, w := range m.workloads {
+			if !svc.selects(w.podLabels()) {
+				continue
+			}
+			for _, c := range w.Spec.Template.Spec.Containers {
+				if p := c.port(tp); p != 0 && c.has(p) {
+					out = append(out, k8sTarget{w, c, p})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// selectsSome reports whether some workload's pods have labels sel matches.
+func (m *k8sManifests) selectsSome(sel *k8sLabelSelector) bool {
+	return slices.ContainsFunc(m.workloads, func(w *k8sObject) bool { return sel.matches(w.podLabels()) })
+}
+
+// checkWiring: every Service reaches container ports of pods it selects, and
+// every selector of a workload, a PodDisruptionBudget or a NetworkPolicy
+// selects pods there are.
+func (m *k8sManifests) checkWiring(t *testing.T) {
+	for _, svc := range m.byKind["Service"] {
+		var sel map[string]string
+		if svc.Spec.Selector.Decode(&sel) != nil || len(sel) == 0 {
+			t.Errorf("%s selects no pods", svc)
+			continue
+		}
+		for _, sp := range svc.Spec.Ports {
+			if len(m.targets(svc.Metadata.Name, sp.Port)) == 0 {
+				t.Errorf("%s port %d (target %q) reaches no container port of the pods it selects (%v)", svc, sp.Port, sp.TargetPort.Value, sel)
+			}
+		}
+		if (svc.Spec.Type == "LoadBalancer" || svc.Spec.Type == "NodePort") && svc.Spec.ExternalTrafficPolicy != "Local" {
+			t.Errorf("%s (%s) has externalTrafficPolicy %q: with Cluster its clients arrive from node addresses, and onair limits and bans by address", svc, svc.Spec.Type, svc.Spec.ExternalTrafficPolicy)
+		}
+	}
+	for _, w := range m.workloads {
+		if sel := w.matchSelector(); sel == nil || !sel.matches(w.podLabels()) {
+			t.Errorf("%s: its selector does not select its own pods", w)
+		}
+		if w.Kind == "StatefulSet" {
+			svc, ok := m.services[w.Spec.ServiceName]
+			if !ok || svc.Spec.ClusterIP != "None" || !svc.selects(w.podLabels()) {
+				t.Errorf("%s: serviceName %q is not a headless Service selecting its pods", w, w.Spec.ServiceName)
+			}
+		}
+	}
+	for _, pdb := range m.byKind["PodDisruptionBudget"] {
+		if !m.selectsSome(pdb.matchSelector()) {
+			t.Errorf("%s selects no workload's pods", pdb)
+		}
+	}
+	for _, np := range m.byKind["NetworkPolicy"] {
+		if !m.selectsSome(np.Spec.PodSelector) {
+			t.Errorf("%s selects no workload's pods", np)
+		}
+		for _, rule := range np.Spec.Ingress {
+			for _, from := range rule.From {
+				if from.PodSelector != nil && from.NamespaceSelector == nil && !m.selectsSome(from.PodSelector) {
+					t.Errorf("%s admits pods %v, which no workload has", np, from.PodSelector.MatchLabels)
+				}
+			}
+		}
+	}
+}
+
+// checkContainers: every container has readiness and liveness probes and
+// requests CPU and memory.
+func (m *k8sManifests) checkContainers(t *testing.T) {
+	for _, w := range m.workloads {
+		for _, c := range w.Spec.Template.Spec.Containers {
+			if c.ReadinessProbe == nil || c.LivenessProbe == nil {
+				t.Errorf("%s, container %s, lacks a readiness or liveness probe", w, c.Name)
+			}
+			if c.Resources.Requests["cpu"] == "" || c.Resources.Requests["memory"] == "" {
+				t.Errorf("%s, container %s, requests no cpu or memory", w, c.Name)
+			}
+		}
+	}
+}
+
+// readNodes reads the onair containers' settings, and finds the edge.
+func (m *k8sManifests) readNodes(t *testing.T) {
+	secretNames := map[string]bool{}
+	for _, w := range m.workloads {
+		for _, c := range w.Spec.Template.Spec.Containers {
+			if strings.HasPrefix(c.Image, "nginx") {
+				m.edge, m.edgeC = w, c
+			}
+			if !isOnairImage(c.Image) {
+				continue
+			}
+			env, secrets, err := c.environment()
+			if err != nil {
+				t.Errorf("%s: %v", w, err)
+			}
+			for _, e := range c.Env {
+				if secretEnv(e.Name) && (e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
+					t.Errorf("%s sets %s in the manifest; take it from the Secret", w, e.Name)
+				}
+			}
+			for _, k := range []string{"ONAIR_CHANNEL", "ONAIR_SECRET", "ONAIR_ADMIN_TOKEN"} {
+				if _, ok := secrets[k]; !ok {
+					t.Errorf("%s does not take %s from the Secret: every node must share it", w, k)
+				}
+			}
+			for _, s := range secrets {
+				secretNames[s] = true
+			}
+			if n, ok := loadDeployNode(t, w.String(), env); ok {
+				m.nodes = append(m.nodes, k8sNode{n, w, c})
+			}
+		}
+	}
+	if len(secretNames) > 1 {
+		t.Errorf("the nodes take their secrets from several Secrets %v", slices.Sorted(maps.Keys(secretNames)))
+	}
+	if len(m.nodes) < 2 {
+		t.Fatalf("%d onair workloads that onair accepts; the scale-out topology has several", len(m.nodes))
+	}
+	if m.edge == nil {
+		t.Fatal("no nginx edge in deploy/k8s")
+	}
+	var err error
+	if m.edgeEnv, _, err = m.edgeC.environment(); err != nil {
+		t.Errorf("the edge: %v", err)
+	}
+	m.edgePort = listenPort(m.edgeEnv["EDGE_LISTEN"])
+	if m.podNet, err = netip.ParsePrefix(m.edgeEnv["EDGE_PURGE_FROM"]); err != nil || !m.podNet.Addr().IsPrivate() {
+		t.Errorf("the edge's EDGE_PURGE_FROM %q is not a private network (the pods', whose addresses are not fixed): %v", m.edgeEnv["EDGE_PURGE_FROM"], err)
+	}
+}
+
+// node is the onair node a target is, if it is one.
+func (m *k8sManifests) node(tg k8sTarget) (k8sNode, bool) {
+	for _, n := range m.nodes {
+		if n.w == tg.w && n.c.Name == tg.c.Name {
+			return n, true
+		}
+	}
+	return k8sNode{}, false
+}
+
+// checkEdge: the edge's template is the one in deploy/nginx, nginx accepts it
+// with the edge's environment, and its upstreams reach the nodes of their roles.
+func (m *k8sManifests) checkEdge(t *testing.T) {
+	c := m.edgeC
+	if !c.has(m.edgePort) {
+		t.Errorf("the edge listens on %d (EDGE_LISTEN) but its container ports are %v", m.edgePort, c.Ports)
+	}
+	mounts := map[string]string{}
+	for _, vm := range c.VolumeMounts {
+		mounts[vm.MountPath] = vm.Name
+	}
+	var tmpl string
+	emptyConfD := false
+	for _, v := range m.edge.Spec.Template.Spec.Volumes {
+		switch {
+		case v.ConfigMap != nil && mounts["/etc/nginx/templates"] == v.Name:
+			for _, cm := range m.byKind["ConfigMap"] {
+				if cm.Metadata.Name != v.ConfigMap.Name {
+					continue
+				}
+				for key, data := range cm.Data {
+					if strings.HasSuffix(key, ".template") {
+						tmpl = data
+					}
+				}
+			}
+		case v.EmptyDir != nil && mounts["/etc/nginx/conf.d"] == v.Name:
+			emptyConfD = true
+		}
+	}
+	if !emptyConfD {
+		t.Error("the edge keeps the image's conf.d/default.conf, whose server answers requests for localhost before the template's: mount an emptyDir on /etc/nginx/conf.d")
+	}
+	file, err := os.ReadFile(filepath.Join(deployDir, "nginx/onair-edge-cluster.conf.template"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tmpl != string(file) {
+		t.Error("the edge's ConfigMap does not hold deploy/nginx/onair-edge-cluster.conf.template as it is: copy it again")
+	}
+	checkEdgeTemplate(t, "the Kubernetes edge", tmpl, m.edgeEnv)
+	served := servedPaths(tmpl)
+	for _, p := range []*k8sProbe{c.ReadinessProbe, c.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil || !served[p.HTTPGet.Path] || c.port(p.HTTPGet.Port) != m.edgePort {
+			t.Errorf("an edge probe does not ask a path the template answers itself (%v) on port %d", slices.Sorted(maps.Keys(served)), m.edgePort)
+		}
+	}
+
+	reached := map[role]bool{}
+	for v, want := range edgeUpstreams {
+		hosts, err := upstreamHosts(m.edgeEnv[v])
+		if err != nil {
+			t.Errorf("the edge's %s: %v", v, err)
+			continue
+		}
+		for _, h := range hosts {
+			host, _, _ := net.SplitHostPort(h)
+			targets := m.targets(host, addrPort(h))
+			if len(targets) == 0 {
+				t.Errorf("the edge's %s names %s, which is no Service port reaching a pod", v, h)
+			}
+			for _, tg := range targets {
+				n, ok := m.node(tg)
+				switch {
+				case !ok:
+					t.Errorf("the edge's %s names %s, which reaches %s, no onair node", v, h, tg.w)
+				case !want.servedBy(n.roles):
+					t.Errorf("the edge's %s names %s, which reaches %s with the roles %s", v, h, n.name, n.roles)
+				case tg.port != n.httpPort():
+					t.Errorf("the edge's %s names %s, which reaches port %d of %s, listening on %d", v, h, tg.port, n.name, n.httpPort())
+				default:
+					reached[want.role] = true
+				}
+			}
+		}
+	}
+	for _, want := range edgeUpstreams {
+		if !reached[want.role] {
+			t.Errorf("the edge reaches no node with the role %s", want.role)
+		}
+	}
+}
+
+// checkNode: a node's ports and probes, the Services it names, and whom it trusts.
+func (m *k8sManifests) checkNode(t *testing.T, n k8sNode) {
+	for _, p := range n.c.Ports {
+		if p.ContainerPort != n.httpPort() && !(n.roles.has(roleIngest) && p.ContainerPort == n.rtmpPort()) {
+			t.Errorf("%s declares container port %d, where it does not listen (http-addr %s, rtmp-addr %s, roles %s)", n.name, p.ContainerPort, n.cfg.HTTPAddr, n.cfg.RTMPAddr, n.roles)
+		}
+	}
+	for _, want := range []struct {
+		probe      *k8sProbe
+		kind, path string
+	}{{n.c.ReadinessProbe, "readiness", "/readyz"}, {n.c.LivenessProbe, "liveness", "/healthz"}} {
+		switch {
+		case want.probe == nil || want.probe.HTTPGet == nil:
+			t.Errorf("%s has no HTTP %s probe", n.name, want.kind)
+		case want.probe.HTTPGet.Path != want.path || !onairProbePaths[want.path]:
+			t.Errorf("%s's %s probe asks %s; it should ask %s", n.name, want.kind, want.probe.HTTPGet.Path, want.path)
+		case n.c.port(want.probe.HTTPGet.Port) != n.httpPort():
+			t.Errorf("%s's %s probe asks port %q; onair listens on %d", n.name, want.kind, want.probe.HTTPGet.Port.Value, n.httpPort())
+		}
+	}
+
+	if n.roles.has(roleIngest) {
+		host, port, err := urlHostPort(n.cfg.NodeAddr)
+		if err != nil || host != plausiblePodIP || port != n.httpPort() {
+			t.Errorf("%s's ONAIR_NODE_ADDR is %q with POD_IP %s; the other nodes reach it at http://$(POD_IP):%d", n.name, n.cfg.NodeAddr, plausiblePodIP, n.httpPort())
+		}
+		if n.w.Kind != "StatefulSet" {
+			t.Errorf("%s is an ingest node; ingest nodes keep their data and names in a StatefulSet", n.name)
+		}
+	}
+	if n.roles.has(roleIngest) || n.roles.has(roleChat) {
+		if !slices.ContainsFunc(m.byKind["PodDisruptionBudget"], func(pdb *k8sObject) bool { return pdb.matchSelector().matches(n.w.podLabels()) }) {
+			t.Errorf("%s (roles %s) has no PodDisruptionBudget", n.name, n.roles)
+		}
+	}
+	if host, port, err := urlHostPort(n.cfg.RedisURL); err != nil || !slices.ContainsFunc(m.targets(host, port), func(tg k8sTarget) bool { return strings.HasPrefix(tg.c.Image, "redis") }) {
+		t.Errorf("%s's ONAIR_REDIS_URL %q is not a Service reaching Redis", n.name, n.cfg.RedisURL)
+	}
+
+	// Takedowns come from moderation (ingest) and the admin API (web), from pod
+	// addresses.
+	if n.roles.has(roleIngest) || n.roles.has(roleWeb) {
+		purges := n.cfg.edgePurgeURLs()
+		if len(purges) == 0 {
+			t.Errorf("%s takes broadcasts down but purges no edge (ONAIR_EDGE_PURGE)", n.name)
+		}
+		for _, u := range purges {
+			host, port, err := urlHostPort(u)
+			targets := m.targets(host, port)
+			if err != nil || len(targets) == 0 || slices.ContainsFunc(targets, func(tg k8sTarget) bool { return tg.w != m.edge || tg.port != m.edgePort }) {
+				t.Errorf("%s purges %s, which is not a Service reaching the edge's port %d", n.name, u, m.edgePort)
+			}
+		}
+	}
+
+	// Pod addresses are not fixed, so the nodes trust the pod network, and a
+	// NetworkPolicy lets nothing but the edge (and the nodes themselves, for the
+	// origins' fetches) reach their HTTP port.
+	if m.podNet.IsValid() && !n.trusts(m.podNet.Addr().Next()) {
+		t.Errorf("%s's ONAIR_TRUSTED_PROXIES %v does not hold the pod network %s, where the edge's requests come from", n.name, n.cfg.TrustedProxies, m.podNet)
+	}
+	guarded := false
+	for _, np := range m.byKind["NetworkPolicy"] {
+		if !np.Spec.PodSelector.matches(n.w.podLabels()) {
+			continue
+		}
+		guarded = true
+		for _, rule := range np.Spec.Ingress {
+			covers := len(rule.Ports) == 0
+			for _, p := range rule.Ports {
+				covers = covers || n.c.port(p.Port) == n.httpPort()
+			}
+			if !covers {
+				continue
+			}
+			if len(rule.From) == 0 {
+				t.Errorf("%s lets anyone reach %s's HTTP port, whose X-Forwarded-For it believes from pod addresses", np, n.name)
+			}
+			for _, from := range rule.From {
+				ours := from.PodSelector != nil && from.NamespaceSelector == nil && from.IPBlock == nil &&
+					(from.PodSelector.matches(m.edge.podLabels()) || slices.ContainsFunc(m.nodes, func(o k8sNode) bool { return from.PodSelector.matches(o.w.podLabels()) }))
+				if !ours {
+					t.Errorf("%s lets more than the edge and onair's own pods reach %s's HTTP port (a peer with an ipBlock, a namespaceSelector or other pods)", np, n.name)
+				}
+			}
+		}
+	}
+	if !guarded {
+		t.Errorf("no NetworkPolicy keeps all but the edge from %s's HTTP port, whose X-Forwarded-For it believes from the whole pod network", n.name)
+	}
+}
+
+// checkRoles: every role runs somewhere, and publishers reach the ingest nodes
+// from outside.
+func (m *k8sManifests) checkRoles(t *testing.T) {
+	all := roles{}
+	for _, n := range m.nodes {
+		maps.Copy(all, n.roles)
+	}
+	for _, r := range allRoles {
+		if !all[r] {
+			t.Errorf("no node has the role %s", r)
+		}
+	}
+	for _, svc := range m.byKind["Service"] {
+		if svc.Spec.Type != "LoadBalancer" && svc.Spec.Type != "NodePort" {
+			continue
+		}
+		for _, sp := range svc.Spec.Ports {
+			for _, tg := range m.targets(svc.Metadata.Name, sp.Port) {
+				if n, ok := m.node(tg); ok && n.roles.has(roleIngest) && tg.port == n.rtmpPort() {
+					return
+				}
+			}
+		}
+	}
+	t.Error("no LoadBalancer or NodePort Service reaches the ingest nodes' RTMP port")
 }
