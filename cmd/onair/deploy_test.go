@@ -329,7 +329,7 @@ func TestEdgeTemplates(t *testing.T) {
 	})
 	checkEdgeTemplate(t, "onair-edge-cluster.conf.template", string(cluster), map[string]string{
 		"EDGE_ORIGIN_SERVERS": "server ingest-a:8080; server ingest-b:8080;", "EDGE_CHAT_SERVERS": "server chat-a:8080;",
-		"EDGE_LISTEN": "80", "EDGE_CACHE_DIR": "/var/cache/nginx/onair", "EDGE_PURGE_FROM": "172.30.80.2/31",
+		"EDGE_LISTEN": "80", "EDGE_CACHE_DIR": "/var/cache/nginx/onair", "EDGE_PURGE_FROM": "172.30.80.16/29",
 	})
 	a, b := hlsLocation(string(single)), hlsLocation(string(cluster))
 	if len(a) == 0 || !slices.Equal(a, b) {
@@ -480,6 +480,7 @@ func interpolateEnv(t *testing.T, service string, env map[string]string) map[str
 type composeStack struct {
 	cf       composeFile
 	subnet   netip.Prefix
+	ipRange  netip.Prefix          // where Docker picks addresses of its own (none: the subnet)
 	gateway  netip.Addr            // Docker's, the address of clients of published ports
 	addrs    map[string]netip.Addr // the services' fixed addresses
 	nodes    map[string]deployNode // the onair services
@@ -524,6 +525,12 @@ func readCompose(t *testing.T) *composeStack {
 		t.Fatalf("the %s network's subnet: %v", composeNetwork, err)
 	}
 	s.gateway = s.subnet.Addr().Next()
+	s.ipRange = s.subnet
+	if cfgs[0].IPRange != "" {
+		if s.ipRange, err = netip.ParsePrefix(cfgs[0].IPRange); err != nil {
+			t.Fatalf("the %s network's ip_range: %v", composeNetwork, err)
+		}
+	}
 	owner := map[netip.Addr]string{}
 	for name, svc := range s.cf.Services {
 		a, ok := addressOn(svc.Networks, composeNetwork)
@@ -534,8 +541,8 @@ func readCompose(t *testing.T) *composeStack {
 		if !s.subnet.Contains(a) || a == s.gateway {
 			t.Errorf("%s's address %s is not a free address of the subnet %s", name, a, s.subnet)
 		}
-		if r, err := netip.ParsePrefix(cfgs[0].IPRange); err == nil && r.Contains(a) {
-			t.Errorf("%s's address %s is in ip_range %s, where Docker may hand it to another container first", name, a, r)
+		if s.ipRange.Contains(a) {
+			t.Errorf("%s's address %s is in the range Docker hands out (%s), where another container may get it first", name, a, s.ipRange)
 		}
 		if other, dup := owner[a]; dup {
 			t.Errorf("%s and %s both have the address %s", name, other, a)
@@ -705,6 +712,13 @@ func (s *composeStack) checkNode(t *testing.T, name string, n deployNode) {
 			t.Errorf("%s's ONAIR_TRUSTED_PROXIES %v covers %s (%s), which is not the edge", name, n.cfg.TrustedProxies, other, a)
 		}
 	}
+	// Nor any address a container may get later.
+	nets, _ := clientip.ParseNetworks(n.cfg.TrustedProxies)
+	for _, p := range nets {
+		if p.Overlaps(s.subnet) && p != netip.PrefixFrom(s.addrs[s.edge], 32) {
+			t.Errorf("%s's ONAIR_TRUSTED_PROXIES has %s; on the stack's network it should hold the edge's address alone (%s/32)", name, p, s.addrs[s.edge])
+		}
+	}
 }
 
 // names reports whether host names the service or its fixed address.
@@ -817,6 +831,9 @@ func (s *composeStack) checkPurges(t *testing.T) {
 	}
 	if from.Contains(s.gateway) {
 		t.Errorf("EDGE_PURGE_FROM %s covers Docker's gateway %s, the address of every client of a published port", from, s.gateway)
+	}
+	if from.Overlaps(s.ipRange) {
+		t.Errorf("EDGE_PURGE_FROM %s overlaps the addresses Docker hands out (%s): any container may get one", from, s.ipRange)
 	}
 }
 
