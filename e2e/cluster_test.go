@@ -416,3 +416,65 @@ func TestClusterOnePublisher(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterTakedown: a broadcast that stops on the node publishing it
+// ends on another node's origin with its playlist's EXT-X-ENDLIST, as on one
+// node; one taken down there is gone from the other origin within a second,
+// what that origin kept of it included.
+func TestClusterTakedown(t *testing.T) {
+	needTools(t, "ffmpeg")
+	const admin = "e2e-cluster-admin-token-0123"
+	src := sharedSource(t, Source{Width: 320, Height: 180, FPS: 30, Seconds: 30, Video: true, Audio: true})
+	rurl := clusterRedis(t)
+	a := startNode(t, rurl, "all", "--admin-token", admin)
+	b := startNode(t, rurl, "origin,web", "--admin-token", admin)
+	media := b.HTTP + "/hls/main/stream.m3u8"
+
+	pub := Publish(t, src, a.RTMP+"/"+a.Key, true)
+	waitLivePlaylist(t, media, 3, 30*time.Second)
+	pub.Stop()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if pl, ok := fetch200(media); ok && strings.Contains(pl, "#EXT-X-ENDLIST") {
+			break
+		}
+		if time.Now().After(deadline) {
+			pl, _ := fetch200(media)
+			t.Fatalf("node B does not end the stopped broadcast's playlist within 5 s:\n%s", pl)
+		}
+	}
+
+	Publish(t, src, a.RTMP+"/"+a.Key, true)
+	var pl string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var ok bool
+		if pl, ok = fetch200(media); ok && !strings.Contains(pl, "#EXT-X-ENDLIST") && strings.Count(pl, "#EXTINF") >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node B does not serve the new broadcast within 15 s:\n%s", pl)
+		}
+	}
+	objects := mediaObjects(pl)
+	kept := b.HTTP + "/hls/main/" + objects[len(objects)-1]
+	if _, ok := fetch200(kept); !ok {
+		t.Fatalf("node B does not serve %s", kept)
+	}
+	takeDown(t, a, admin, "main", 60)
+	start := time.Now()
+	for {
+		_, plOK := fetch200(media)
+		_, objOK := fetch200(kept)
+		if !plOK && !objOK {
+			break
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("node B still serves the taken-down broadcast 3 s later (playlist %v, kept object %v)", plOK, objOK)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took := time.Since(start)
+	t.Logf("taken-down broadcast gone from node B's origin %d ms after the takedown", took.Milliseconds())
+	if took > time.Second+200*time.Millisecond {
+		t.Errorf("gone from node B after %s, want within 1 s", took)
+	}
+}

@@ -88,10 +88,16 @@ type Registry struct {
 var _ ingest.Claims = (*Registry)(nil)
 
 const (
-	keyPrefix   = "onair:live:"   // + channel: the holder's Record, expiring with the TTL
-	indexKey    = "onair:live"    // sorted set: channel → expiry (ms), for listing
-	resumePrefx = "onair:resume:" // + channel: its Position, kept for the grace
+	keyPrefix   = "onair:live:"     // + channel: the holder's Record, expiring with the TTL
+	indexKey    = "onair:live"      // sorted set: channel → expiry (ms), for listing
+	resumePrefx = "onair:resume:"   // + channel: its Position, kept for the grace
+	endedPrefix = "onair:ended:"    // + channel: its last holder's ending, until claimed again
+	takedowns   = "onair:takedowns" // pub/sub: names of channels taken down
 )
+
+// ErrEnded is what Lookup returns for a channel whose holder took its
+// broadcast down: origins serve nothing more of it, not even what they kept.
+var ErrEnded = errors.New("the channel's broadcast ended")
 
 // New returns a Registry using rdb.
 func New(rdb redis.UniversalClient, opts Options) *Registry {
@@ -117,6 +123,7 @@ if cur and ARGV[4] ~= '1' then
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[2], tonumber(ARGV[5]) + tonumber(ARGV[3]), ARGV[6])
+redis.call('DEL', KEYS[4])
 return {1, cur or false, redis.call('GET', KEYS[3]) or false}
 `)
 
@@ -136,7 +143,8 @@ redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[7])
 return false
 `)
 
-// releaseScript drops ARGV[1]'s claim, if it still is ARGV[1]'s.
+// releaseScript drops ARGV[1]'s claim, if it still is ARGV[1]'s, and keeps
+// how it ended (ARGV[4]) for ARGV[3] ms.
 var releaseScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -147,6 +155,10 @@ if cur then
   redis.call('DEL', KEYS[1])
 end
 redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
+if ARGV[5] == '1' then
+  redis.call('PUBLISH', KEYS[4], ARGV[2])
+end
 return 1
 `)
 
@@ -158,7 +170,7 @@ func (r *Registry) Claim(ctx context.Context, channel string, takeover bool) err
 		return err
 	}
 	now := time.Now()
-	res, err := claimScript.Run(ctx, r.rdb, []string{keyPrefix + channel, indexKey, resumePrefx + channel},
+	res, err := claimScript.Run(ctx, r.rdb, []string{keyPrefix + channel, indexKey, resumePrefx + channel, endedPrefix + channel},
 		r.opts.Node, raw, r.opts.TTL.Milliseconds(), flag(takeover), now.UnixMilli(), channel).Slice()
 	if err = r.seen(err); err != nil {
 		return fmt.Errorf("claim channel %s in the registry: %w", channel, err)
@@ -190,10 +202,24 @@ func (r *Registry) Claim(ctx context.Context, channel string, takeover bool) err
 	return nil
 }
 
-// Release gives up this node's claim on channel (its broadcast ended). The
-// playlist position stays for the grace.
-func (r *Registry) Release(ctx context.Context, channel string) error {
-	err := releaseScript.Run(ctx, r.rdb, []string{keyPrefix + channel, indexKey}, r.opts.Node, channel).Err()
+// ending is what the registry keeps of a channel's last holder once it
+// released the channel: where its ended playlist is still served, or that
+// the broadcast was taken down.
+type ending struct {
+	Node      string `json:"node"`
+	Addr      string `json:"addr"`
+	TakenDown bool   `json:"taken_down,omitempty"`
+}
+
+// Release gives up this node's claim on channel because its broadcast ended.
+// Until a node claims the channel again (at most for the grace), Lookup
+// points at this node, which serves the ended playlist, or says ErrEnded if
+// the broadcast was taken down. The playlist position stays too.
+func (r *Registry) Release(ctx context.Context, channel string, takenDown bool) error {
+	keep := (r.opts.TTL + r.opts.Grace).Milliseconds()
+	end, _ := json.Marshal(ending{Node: r.opts.Node, Addr: r.opts.Addr, TakenDown: takenDown})
+	err := releaseScript.Run(ctx, r.rdb, []string{keyPrefix + channel, indexKey, endedPrefix + channel, takedowns},
+		r.opts.Node, channel, keep, end, flag(takenDown)).Err()
 	if err = r.seen(err); err != nil {
 		return fmt.Errorf("release channel %s in the registry: %w", channel, err)
 	}
@@ -247,11 +273,14 @@ func (r *Registry) beat(ctx context.Context) {
 	}
 }
 
-// Lookup returns the record of a live channel, held by any node.
+// Lookup returns the record of the node holding channel: live, or just
+// ended there (Publishing false, no Status; its ended playlist is served
+// there for a while). A channel no node holds is not found (ok false), and
+// one taken down is ErrEnded.
 func (r *Registry) Lookup(ctx context.Context, channel string) (Record, bool, error) {
 	s, err := r.rdb.Get(ctx, keyPrefix+channel).Result()
 	if errors.Is(err, redis.Nil) {
-		return Record{}, false, r.seen(nil)
+		return r.ended(ctx, channel)
 	}
 	if err = r.seen(err); err != nil {
 		return Record{}, false, fmt.Errorf("look up channel %s in the registry: %w", channel, err)
@@ -261,6 +290,46 @@ func (r *Registry) Lookup(ctx context.Context, channel string) (Record, bool, er
 		return Record{}, false, fmt.Errorf("look up channel %s in the registry: %w", channel, err)
 	}
 	return rec, true, nil
+}
+
+// WatchTakedowns calls taken with the name of every channel a node takes
+// down from now until ctx is done, so that origins drop what they kept of it
+// at once. Messages sent while Redis is unreachable are lost; Lookup still
+// says ErrEnded for them.
+func (r *Registry) WatchTakedowns(ctx context.Context, taken func(channel string)) {
+	sub := r.rdb.Subscribe(ctx, takedowns)
+	defer sub.Close()
+	ch := sub.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			taken(m.Payload)
+		}
+	}
+}
+
+// ended looks up how channel's last holder ended it.
+func (r *Registry) ended(ctx context.Context, channel string) (Record, bool, error) {
+	s, err := r.rdb.Get(ctx, endedPrefix+channel).Result()
+	if errors.Is(err, redis.Nil) {
+		return Record{}, false, r.seen(nil)
+	}
+	if err = r.seen(err); err != nil {
+		return Record{}, false, fmt.Errorf("look up channel %s in the registry: %w", channel, err)
+	}
+	var end ending
+	if json.Unmarshal([]byte(s), &end) != nil || end.Node == "" {
+		return Record{}, false, nil
+	}
+	if end.TakenDown {
+		return Record{}, false, fmt.Errorf("channel %s: %w", channel, ErrEnded)
+	}
+	return Record{Channel: channel, Node: end.Node, Addr: end.Addr}, true, nil
 }
 
 // Live returns the records of every live channel, on every node.

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -62,6 +63,15 @@ type Options struct {
 // from what it has and never relays them on, so two nodes that disagree about
 // who holds a channel cannot send a request around in circles.
 const Header = "X-Onair-Relay"
+
+// ErrEnded is what Options.Locate returns (wrapped) for a channel whose
+// holder took its broadcast down: the relay then drops what it kept of the
+// channel and answers 404, so the broadcast is not served from here either.
+var ErrEnded = errors.New("the channel's broadcast ended")
+
+// PurgeHeader is the header of a CDN edge's purge request (see package
+// purge): such a request is never answered from what the relay kept.
+const PurgeHeader = "X-Onair-Purge"
 
 // locateTTL is how long a holder lookup is reused.
 const locateTTL = time.Second
@@ -161,7 +171,7 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.RawQuery != "" {
 		key += "?" + r.URL.RawQuery
 	}
-	obj, err := rl.get(r.Context(), channel, key)
+	obj, err := rl.get(r.Context(), channel, key, r.Header.Get(PurgeHeader) != "")
 	switch {
 	case err == nil:
 		rl.send(w, r, obj)
@@ -184,12 +194,12 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 var errOffline = errors.New("channel is not live on any node")
 
-// get returns the object at key, kept or fetched once for every caller
-// asking at the same time.
-func (rl *Relay) get(ctx context.Context, channel, key string) (*object, error) {
+// get returns the object at key, kept (unless fresh is set) or fetched once
+// for every caller asking at the same time.
+func (rl *Relay) get(ctx context.Context, channel, key string, fresh bool) (*object, error) {
 	now := time.Now()
 	rl.mu.Lock()
-	if o := rl.objects[key]; o != nil && now.Before(o.expires) {
+	if o := rl.objects[key]; o != nil && now.Before(o.expires) && !fresh {
 		rl.mu.Unlock()
 		rl.hits.Add(1)
 		return o, nil
@@ -226,6 +236,10 @@ func (rl *Relay) fetch(channel, key string) (*object, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), rl.opts.Timeout)
 	defer cancel()
 	holder, ok, err := rl.locate(ctx, channel)
+	if errors.Is(err, ErrEnded) {
+		rl.Drop(channel)
+		return nil, errOffline
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +278,7 @@ func (rl *Relay) fetch(channel, key string) (*object, error) {
 	obj := &object{status: resp.StatusCode, header: http.Header{}, body: body, fetched: now}
 	for _, k := range passed {
 		if v := resp.Header.Values(k); len(v) > 0 {
-			obj.header[k] = v
+			obj.header[http.CanonicalHeaderKey(k)] = v // "ETag" is kept as "Etag", or Get and Del miss it
 		}
 	}
 	obj.expires = now.Add(maxAge(resp.Header.Get("Cache-Control")))
@@ -281,13 +295,32 @@ func (rl *Relay) locate(ctx context.Context, channel string) (Holder, bool, erro
 		return l.h, l.ok, nil
 	}
 	h, ok, err := rl.opts.Locate(ctx, channel)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrEnded) {
 		return Holder{}, false, fmt.Errorf("find the node holding channel %s: %w", channel, err)
+	}
+	if err != nil {
+		return Holder{}, false, err
 	}
 	rl.mu.Lock()
 	rl.holders[channel] = located{h: h, ok: ok, expires: now.Add(locateTTL)}
 	rl.mu.Unlock()
 	return h, ok, nil
+}
+
+// Drop forgets everything kept of channel (it was taken down): its objects,
+// its last playlist and its holder.
+func (rl *Relay) Drop(channel string) {
+	prefix := "/hls/" + channel + "/"
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	for k, o := range rl.objects {
+		if strings.HasPrefix(k, prefix) {
+			delete(rl.objects, k)
+			rl.bytes -= int64(len(o.body))
+		}
+	}
+	delete(rl.last, channel)
+	delete(rl.holders, channel)
 }
 
 // forget drops a channel's cached holder (it did not answer).
@@ -413,7 +446,7 @@ func completed(pl []byte) []byte {
 		}
 	}
 	if !pdt.IsZero() {
-		next := pdt.Add(time.Duration(sincePDT * float64(time.Second)))
+		next := pdt.Add(time.Duration(math.Round(sincePDT * float64(time.Second)))) // 1.001 s is 1.000999999 s
 		out = append(out, "#EXT-X-PROGRAM-DATE-TIME:"+next.UTC().Format("2006-01-02T15:04:05.000Z"))
 	}
 	return []byte(strings.Join(out, "\n") + "\n")

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -95,6 +97,9 @@ func (c *cluster) lost(channel string, holder registry.Record) {
 
 func (c *cluster) locate(ctx context.Context, channel string) (relay.Holder, bool, error) {
 	rec, ok, err := c.reg.Lookup(ctx, channel)
+	if errors.Is(err, registry.ErrEnded) {
+		err = fmt.Errorf("%w (%w)", relay.ErrEnded, err)
+	}
 	return relay.Holder{Node: rec.Node, Addr: rec.Addr}, ok, err
 }
 
@@ -113,7 +118,7 @@ func (c *cluster) BroadcastEnded(b *ingest.Broadcast, reason ingest.EndReason, _
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := c.reg.Release(ctx, b.Channel); err != nil {
+	if err := c.reg.Release(ctx, b.Channel, reason == ingest.EndTakenDown); err != nil {
 		c.a.log.Warn("channel claim not released: other nodes see it live until it expires", "channel", b.Channel, "err", err, "expires_in", c.a.cfg.RegistryTTL)
 	}
 }

@@ -108,6 +108,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			wg.Go(func() { app.cluster.reg.Run(ctx) })
 		}
 	}
+	if app.cluster != nil && app.cluster.relay != nil {
+		wg.Go(func() { app.cluster.reg.WatchTakedowns(ctx, app.cluster.relay.Drop) })
+	}
 	wg.Go(func() {
 		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("HTTP server: %w", err)
