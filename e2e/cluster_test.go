@@ -419,8 +419,9 @@ func TestClusterOnePublisher(t *testing.T) {
 
 // TestClusterTakedown: a broadcast that stops on the node publishing it
 // ends on another node's origin with its playlist's EXT-X-ENDLIST, as on one
-// node; one taken down there is gone from the other origin within a second,
-// what that origin kept of it included.
+// node; one taken down (through the other node's API) is gone from the
+// other origin within a second, what that origin kept of it included, and
+// its publisher is refused on either node.
 func TestClusterTakedown(t *testing.T) {
 	needTools(t, "ffmpeg")
 	const admin = "e2e-cluster-admin-token-0123"
@@ -459,7 +460,8 @@ func TestClusterTakedown(t *testing.T) {
 	if _, ok := fetch200(kept); !ok {
 		t.Fatalf("node B does not serve %s", kept)
 	}
-	takeDown(t, a, admin, "main", 60)
+	// Through node B's API: node B passes it to node A, which publishes the channel.
+	takeDown(t, b, admin, "main", 60)
 	start := time.Now()
 	for {
 		_, plOK := fetch200(media)
@@ -476,5 +478,8 @@ func TestClusterTakedown(t *testing.T) {
 	t.Logf("taken-down broadcast gone from node B's origin %d ms after the takedown", took.Milliseconds())
 	if took > time.Second+200*time.Millisecond {
 		t.Errorf("gone from node B after %s, want within 1 s", took)
+	}
+	if ok, out := refused(t, src, a.RTMP+"/"+a.Key); !ok {
+		t.Errorf("node A accepted the taken-down channel's publisher: %s", out)
 	}
 }

@@ -142,6 +142,9 @@ func (a *app) takeDown(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
+	if a.cluster != nil && a.cluster.forwardTakedown(w, r, name, req) {
+		return // the node publishing it took it down
+	}
 	if err := a.hub.TakeDown(name, req.reason, req.ban); err != nil {
 		writeError(w, http.StatusNotFound, err.Error())
 		return

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -121,6 +123,43 @@ func (c *cluster) BroadcastEnded(b *ingest.Broadcast, reason ingest.EndReason, _
 	if err := c.reg.Release(ctx, b.Channel, reason == ingest.EndTakenDown); err != nil {
 		c.a.log.Warn("channel claim not released: other nodes see it live until it expires", "channel", b.Channel, "err", err, "expires_in", c.a.cfg.RegistryTTL)
 	}
+}
+
+// forwardTakedown passes an admin takedown of a channel live on another
+// node to that node, where the broadcast is, and its answer back; it reports
+// whether it did. A takedown passed on is never passed on again.
+func (c *cluster) forwardTakedown(w http.ResponseWriter, r *http.Request, channel string, req takedownRequest) bool {
+	if r.Header.Get(relay.Header) != "" {
+		return false
+	}
+	if st, ok := c.a.hub.Channel(channel); ok && (st.Live || st.PublisherConnected) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	rec, ok, err := c.reg.Lookup(ctx, channel)
+	if err != nil || !ok || rec.Node == c.reg.Node() || !rec.Publishing && rec.Status == nil {
+		return false
+	}
+	body, _ := json.Marshal(map[string]any{"reason": req.reason, "ban_seconds": int64(req.ban / time.Second)})
+	fwd, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(rec.Addr, "/")+r.URL.Path, bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	fwd.Header.Set("Authorization", r.Header.Get("Authorization"))
+	fwd.Header.Set("Content-Type", "application/json")
+	fwd.Header.Set(relay.Header, "1")
+	resp, err := http.DefaultClient.Do(fwd)
+	if err != nil {
+		c.a.log.Error("takedown not passed to the node publishing the channel: taking it down here only (a ban every node sees)", "channel", channel, "node", rec.Node, "err", err)
+		return false
+	}
+	defer resp.Body.Close()
+	c.a.log.Info("takedown passed to the node publishing the channel", "channel", channel, "node", rec.Node, "status", resp.StatusCode)
+	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+	return true
 }
 
 // elsewhere returns the channels live on other nodes, read at most once a
