@@ -26,18 +26,25 @@ func startEdge(t *testing.T, origin string) string {
 // the edge in edge-purge).
 func startEdgeOn(t *testing.T, origin string, port int) string {
 	t.Helper()
+	return runEdge(t, "onair-edge.conf.template", port, "${ONAIR_ORIGIN}", origin)
+}
+
+// runEdge runs nginx with a template of deploy/nginx on port, its variables
+// replaced: the listen address, the cache directory, purges from loopback,
+// and vars (pairs of variable and value).
+func runEdge(t *testing.T, template string, port int, vars ...string) string {
+	t.Helper()
 	needTools(t, "nginx")
-	tmpl, err := os.ReadFile("../deploy/nginx/onair-edge.conf.template")
+	tmpl, err := os.ReadFile("../deploy/nginx/" + template)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	edge := strings.NewReplacer(
-		"${ONAIR_ORIGIN}", origin,
+	edge := strings.NewReplacer(append([]string{
 		"${EDGE_LISTEN}", fmt.Sprintf("127.0.0.1:%d", port),
 		"${EDGE_CACHE_DIR}", filepath.Join(dir, "cache"),
 		"${EDGE_PURGE_FROM}", "127.0.0.1/32",
-	).Replace(string(tmpl))
+	}, vars...)...).Replace(string(tmpl))
 	os.WriteFile(filepath.Join(dir, "edge.conf"), []byte(edge), 0o644)
 	// A minimal nginx.conf around the edge block, as a distribution's would be.
 	main := fmt.Sprintf(`worker_processes 1;

@@ -483,3 +483,70 @@ func TestClusterTakedown(t *testing.T) {
 		t.Errorf("node A accepted the taken-down channel's publisher: %s", out)
 	}
 }
+
+// TestClusterTopology runs what deploy/docker-compose.yml describes, with
+// the same binaries and the edge's nginx template, as processes here (no
+// Docker engine runs here): two ingest nodes (ingest, origin, web), two chat
+// nodes and the nginx edge in front of them, on one Redis. A stream published
+// to the second ingest node plays through the edge; chat through the edge
+// and on each chat node reaches viewers on the other.
+func TestClusterTopology(t *testing.T) {
+	needTools(t, "ffmpeg", "ffprobe", "nginx")
+	rurl := clusterRedis(t)
+	const trusted = "127.0.0.1/32" // the edge's address, as the compose stack's ONAIR_TRUSTED_PROXIES
+	ingestA := startNode(t, rurl, "ingest,origin,web", "--trusted-proxies", trusted)
+	ingestB := startNode(t, rurl, "ingest,origin,web", "--trusted-proxies", trusted)
+	chatA := startNode(t, rurl, "chat", "--trusted-proxies", trusted)
+	chatB := startNode(t, rurl, "chat", "--trusted-proxies", trusted)
+	for _, n := range []*Server{chatA, chatB} {
+		if resp, err := http.Get(n.HTTP + "/hls/main/index.m3u8"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound {
+				t.Errorf("a chat node answers HLS: %s", resp.Status)
+			}
+		}
+	}
+	servers := func(nodes ...*Server) string {
+		var b strings.Builder
+		for _, n := range nodes {
+			fmt.Fprintf(&b, "server %s; ", strings.TrimPrefix(n.HTTP, "http://"))
+		}
+		return b.String()
+	}
+	edge := runEdge(t, "onair-edge-cluster.conf.template", freePort(t),
+		"${EDGE_ORIGIN_SERVERS}", servers(ingestA, ingestB),
+		"${EDGE_CHAT_SERVERS}", servers(chatA, chatB))
+
+	src := Source{Width: 640, Height: 360, FPS: 30, Seconds: 12, Video: true, Audio: true}
+	pub := Publish(t, sharedSource(t, src), ingestB.RTMP+"/"+ingestB.Key, false)
+	playlist := edge + "/hls/main/index.m3u8"
+	WaitHTTP(t, playlist, 20*time.Second)
+
+	// Viewers on each chat node, and one through the edge.
+	alice := mustOpenChat(t, chatA.HTTP, "main", "alice", "")
+	bob := mustOpenChat(t, chatB.HTTP, "main", "bob", "")
+	carol := mustOpenChat(t, edge, "main", "carol", "")
+	alice.say(t, "hello from chat-a")
+	carol.say(t, "hello through the edge")
+	for _, c := range []*chatClient{alice, bob, carol} {
+		for _, text := range []string{"hello from chat-a", "hello through the edge"} {
+			c.waitFor(t, 5*time.Second, func(l chatLine) bool { return l.Type == "msg" && l.Text == text })
+		}
+	}
+
+	video, audio := probeFrames(t, playlist, 60*time.Second)
+	if exited, err := pub.Wait(30 * time.Second); !exited || err != nil {
+		t.Fatalf("publisher: exited=%v err=%v\n%s", exited, err, pub.Output())
+	}
+	span := checkContinuous(t, "video", video, 1.0/30)
+	if span < src.Seconds/2 || len(audio) == 0 {
+		t.Errorf("through the edge: %.1f s of video, %d audio frames of a %.0f s stream", span, len(audio), src.Seconds)
+	}
+	// The directory, from either web node, lists the channel published on ingest-b.
+	for _, n := range []*Server{ingestA, ingestB} {
+		if _, body := Get(t, n.HTTP+"/api/v1/channels"); !strings.Contains(string(body), `"name":"main"`) {
+			t.Errorf("%s lists no channel main: %s", n.HTTP, body)
+		}
+	}
+	t.Logf("through the edge: %d video frames over %.2f s, %d audio frames; chat across both chat nodes and the edge", len(video), span, len(audio))
+}
