@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/onairhq/onair/ingest"
 	"github.com/onairhq/onair/internal/promtext"
 )
 
@@ -163,8 +164,15 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	channel, ok := channelOf(r.URL.Path)
-	if !ok {
+	if !ok || !ingest.ValidChannelName(channel) {
 		notFound(w)
+		return
+	}
+	// What the holder's origin refuses is refused here, before any fetch or
+	// cache entry: escaped paths and query parameters players never send.
+	if strings.IndexByte(r.URL.RawPath, '%') >= 0 || strings.IndexByte(r.URL.EscapedPath(), '%') >= 0 || !playerQuery(r.URL.RawQuery) {
+		h.Set("Cache-Control", "no-store")
+		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
 	key := r.URL.Path
@@ -541,6 +549,28 @@ func channelOf(path string) (string, bool) {
 	}
 	channel, object, ok := strings.Cut(rest, "/")
 	return channel, ok && channel != "" && object != "" && !strings.Contains(object, "/")
+}
+
+// playerQuery reports whether a query holds only the LL-HLS parameters
+// players send, each once.
+func playerQuery(raw string) bool {
+	if raw == "" {
+		return true
+	}
+	seen := map[string]bool{}
+	for _, kv := range strings.Split(raw, "&") {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "_HLS_msn", "_HLS_part", "_HLS_skip":
+		default:
+			return false
+		}
+		if seen[k] {
+			return false
+		}
+		seen[k] = true
+	}
+	return true
 }
 
 func isMediaPlaylist(key string) bool {
