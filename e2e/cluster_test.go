@@ -136,6 +136,23 @@ func TestClusterOrigin(t *testing.T) {
 	media := b.HTTP + "/hls/main/stream.m3u8"
 	waitLivePlaylist(t, index, 3, 30*time.Second)
 
+	t.Run("the directory's thumbnail comes from the publishing node", func(t *testing.T) {
+		u := b.HTTP + "/api/v1/channels/main/thumbnail.jpg"
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+			resp, err := http.Get(u)
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK && resp.Header.Get("Content-Type") == "image/jpeg" && len(body) > 1000 {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node B has no thumbnail of the channel published on node A (%s)", u)
+			}
+		}
+	})
+
 	t.Run("each object fetched once per origin", func(t *testing.T) {
 		pl, ok := fetch200(media)
 		if !ok {

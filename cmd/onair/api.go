@@ -35,7 +35,7 @@ func (a *app) api() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/channels", a.listChannels)
 	mux.HandleFunc("GET /api/v1/channels/{name}", a.getChannel)
-	mux.Handle("GET /api/v1/channels/{name}/thumbnail.jpg", a.mod.ThumbnailHandler())
+	mux.HandleFunc("GET /api/v1/channels/{name}/thumbnail.jpg", a.thumbnail)
 	mux.HandleFunc("GET /api/v1/channels/{name}/moderation", a.admin(a.moderationStatus))
 	mux.HandleFunc("POST /api/v1/channels/{name}/takedown", a.admin(a.takeDown))
 	mux.HandleFunc("POST /api/v1/channels/{name}/unban", a.admin(a.unban))
@@ -142,8 +142,12 @@ func (a *app) takeDown(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	if a.cluster != nil && a.cluster.forwardTakedown(w, r, name, req) {
-		return // the node publishing it took it down
+	if a.cluster != nil {
+		body, _ := json.Marshal(map[string]any{"reason": req.reason, "ban_seconds": int64(req.ban / time.Second)})
+		if a.cluster.forward(w, r, name, body) {
+			a.log.Info("takedown passed to the node publishing the channel", "channel", name)
+			return
+		}
 	}
 	if err := a.hub.TakeDown(name, req.reason, req.ban); err != nil {
 		writeError(w, http.StatusNotFound, err.Error())
@@ -153,6 +157,14 @@ func (a *app) takeDown(w http.ResponseWriter, r *http.Request) {
 	a.mod.Record(moderation.Event{Channel: name, Action: moderation.Block, Reason: req.reason, Screener: "admin", Ban: req.ban})
 	a.log.Warn("channel taken down by admin", "channel", name, "reason", req.reason, "ban", req.ban)
 	a.getChannel(w, r)
+}
+
+// thumbnail answers a channel's thumbnail, from the node publishing it.
+func (a *app) thumbnail(w http.ResponseWriter, r *http.Request) {
+	if a.cluster != nil && a.cluster.forward(w, r, r.PathValue("name"), nil) {
+		return
+	}
+	a.thumbnails.ServeHTTP(w, r)
 }
 
 // moderationStatus shows a channel's screening state and recent verdicts, reasons included.

@@ -42,6 +42,7 @@ type app struct {
 	nodeAddr   string        // base URL other nodes reach this node's HTTP at
 	rdb        *redis.Client // bans and the channel registry, when redis-url is set
 	cluster    *cluster      // nil without redis-url
+	thumbnails http.Handler  // the moderation decoder's thumbnails of channels published here
 	edges      *purge.Edges  // CDN edges to purge taken-down broadcasts from; nil: none
 	web        http.Handler
 	http       httpStats // the HTTP server's guards (httpserver.go)
@@ -206,6 +207,7 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	if err := a.mod.Check(); err != nil {
 		log.Warn("keyframe screening is unavailable; the moderation failure policy applies", "err", err, "policy", cfg.ModerationFailure)
 	}
+	a.thumbnails = a.mod.ThumbnailHandler()
 	a.hub.AddConsumer(a.seg)
 	a.hub.AddConsumer(a.mod)
 	a.hub.AddObserver(broadcastNotices{a.chat})

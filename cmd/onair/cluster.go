@@ -125,10 +125,12 @@ func (c *cluster) BroadcastEnded(b *ingest.Broadcast, reason ingest.EndReason, _
 	}
 }
 
-// forwardTakedown passes an admin takedown of a channel live on another
-// node to that node, where the broadcast is, and its answer back; it reports
-// whether it did. A takedown passed on is never passed on again.
-func (c *cluster) forwardTakedown(w http.ResponseWriter, r *http.Request, channel string, req takedownRequest) bool {
+// forward passes a request about a channel live on another node to that
+// node, with body (nil: none), and its answer back; it reports whether it
+// did. A request passed on is never passed on again. The admin API uses it
+// for takedowns (the broadcast is there) and the directory for thumbnails
+// (the decoder that has them is there).
+func (c *cluster) forward(w http.ResponseWriter, r *http.Request, channel string, body []byte) bool {
 	if r.Header.Get(relay.Header) != "" {
 		return false
 	}
@@ -138,27 +140,36 @@ func (c *cluster) forwardTakedown(w http.ResponseWriter, r *http.Request, channe
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	rec, ok, err := c.reg.Lookup(ctx, channel)
-	if err != nil || !ok || rec.Node == c.reg.Node() || !rec.Publishing && rec.Status == nil {
-		return false
+	if err != nil || !ok || rec.Node == c.reg.Node() || rec.Status == nil {
+		return false // not live elsewhere (an ended record has no status)
 	}
-	body, _ := json.Marshal(map[string]any{"reason": req.reason, "ban_seconds": int64(req.ban / time.Second)})
-	fwd, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(rec.Addr, "/")+r.URL.Path, bytes.NewReader(body))
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	fwd, err := http.NewRequestWithContext(ctx, r.Method, strings.TrimSuffix(rec.Addr, "/")+r.URL.Path, rd)
 	if err != nil {
 		return false
 	}
-	fwd.Header.Set("Authorization", r.Header.Get("Authorization"))
-	fwd.Header.Set("Content-Type", "application/json")
+	for _, h := range []string{"Authorization", "Content-Type", "Accept"} {
+		if v := r.Header.Get(h); v != "" {
+			fwd.Header.Set(h, v)
+		}
+	}
 	fwd.Header.Set(relay.Header, "1")
 	resp, err := http.DefaultClient.Do(fwd)
 	if err != nil {
-		c.a.log.Error("takedown not passed to the node publishing the channel: taking it down here only (a ban every node sees)", "channel", channel, "node", rec.Node, "err", err)
+		c.a.log.Warn("request not passed to the node publishing the channel", "channel", channel, "node", rec.Node, "path", r.URL.Path, "err", err)
 		return false
 	}
 	defer resp.Body.Close()
-	c.a.log.Info("takedown passed to the node publishing the channel", "channel", channel, "node", rec.Node, "status", resp.StatusCode)
-	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+	for _, h := range []string{"Content-Type", "Cache-Control", "ETag", "Last-Modified"} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
 	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+	io.Copy(w, io.LimitReader(resp.Body, 8<<20))
 	return true
 }
 
