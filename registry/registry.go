@@ -81,8 +81,9 @@ type Registry struct {
 	opts Options
 	log  *slog.Logger
 
-	mu   sync.Mutex
-	down bool // the last call to Redis failed (logged once per outage)
+	mu      sync.Mutex
+	down    bool      // the last call to Redis failed (logged once per outage)
+	checked time.Time // when the last call was made
 }
 
 var _ ingest.Claims = (*Registry)(nil)
@@ -364,8 +365,24 @@ func (r *Registry) Live(ctx context.Context) ([]Record, error) {
 	return out, nil
 }
 
-// Healthy returns an error while the last call to Redis failed.
+// Down reports whether the last call to Redis failed.
+func (r *Registry) Down() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.down
+}
+
+// Healthy returns an error while Redis cannot be reached: the last call
+// failed, or, when none was made for a second, a ping does.
 func (r *Registry) Healthy() error {
+	r.mu.Lock()
+	stale := time.Since(r.checked) > time.Second
+	r.mu.Unlock()
+	if stale {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		r.seen(r.rdb.Ping(ctx).Err())
+		cancel()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.down {
@@ -386,6 +403,7 @@ func (r *Registry) stamp(rec Record) Record {
 func (r *Registry) seen(err error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.checked = time.Now()
 	switch {
 	case err != nil && !r.down:
 		r.down = true

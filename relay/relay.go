@@ -302,7 +302,9 @@ func (rl *Relay) locate(ctx context.Context, channel string) (Holder, bool, erro
 	if cached && now.Before(l.expires) {
 		return l.h, l.ok, nil
 	}
-	h, ok, err := rl.opts.Locate(ctx, channel)
+	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	h, ok, err := rl.opts.Locate(lctx, channel)
 	if err != nil && !errors.Is(err, ErrEnded) {
 		return Holder{}, false, fmt.Errorf("find the node holding channel %s: %w", channel, err)
 	}

@@ -174,14 +174,18 @@ func (c *cluster) forward(w http.ResponseWriter, r *http.Request, channel string
 }
 
 // elsewhere returns the channels live on other nodes, read at most once a
-// second; on a Redis error, the last read.
+// second (every 5 s while Redis is unreachable); on an error, the last read.
 func (c *cluster) elsewhere() []registry.Record {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if time.Since(c.readAt) < liveListTTL {
+	ttl := liveListTTL
+	if c.reg.Down() {
+		ttl = 5 * liveListTTL // an API call must not wait on a Redis that is gone
+	}
+	if time.Since(c.readAt) < ttl {
 		return c.live
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
 	defer cancel()
 	recs, err := c.reg.Live(ctx)
 	c.readAt = time.Now()
