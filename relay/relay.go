@@ -313,6 +313,7 @@ func (rl *Relay) locate(ctx context.Context, channel string) (Holder, bool, erro
 	}
 	rl.mu.Lock()
 	rl.holders[channel] = located{h: h, ok: ok, expires: now.Add(locateTTL)}
+	rl.sweepDueLocked(now)
 	rl.mu.Unlock()
 	return h, ok, nil
 }
@@ -347,9 +348,7 @@ func (rl *Relay) keepLocked(channel, key string, obj *object) {
 	if obj.status == http.StatusOK && isMediaPlaylist(key) {
 		rl.last[channel] = obj
 	}
-	if now.Sub(rl.lastSweep) > time.Second {
-		rl.sweepLocked(now)
-	}
+	rl.sweepDueLocked(now)
 	if !now.Before(obj.expires) || rl.bytes+int64(len(obj.body)) > rl.opts.MaxBytes {
 		return
 	}
@@ -360,8 +359,12 @@ func (rl *Relay) keepLocked(channel, key string, obj *object) {
 	rl.bytes += int64(len(obj.body))
 }
 
-// sweepLocked drops expired objects and forgotten channels.
-func (rl *Relay) sweepLocked(now time.Time) {
+// sweepDueLocked drops expired objects and forgotten channels, at most
+// once a second.
+func (rl *Relay) sweepDueLocked(now time.Time) {
+	if now.Sub(rl.lastSweep) < time.Second {
+		return
+	}
 	rl.lastSweep = now
 	for k, o := range rl.objects {
 		if !now.Before(o.expires) {

@@ -255,7 +255,12 @@ func (a *app) close() {
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
 	if a.roles.has(roleIngest) || a.roles.has(roleOrigin) {
-		h := hlsHandler{local: a.seg.Handler(), serves: a.seg.Serves, ready: a.seg.Ready}
+		h := hlsHandler{local: a.seg.Handler(), serves: a.seg.Serves, ready: a.seg.Ready,
+			// Names no node can publish are answered here, without asking Redis.
+			known: func(channel string) bool {
+				_, ok := a.hub.Channel(channel)
+				return ok || a.cfg.PublishWebhook != ""
+			}}
 		if a.cluster != nil {
 			h.relay = a.cluster.relay
 		}

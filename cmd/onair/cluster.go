@@ -235,6 +235,7 @@ type hlsHandler struct {
 	relay  *relay.Relay
 	serves func(channel string) bool // the segmenter has a playlist of channel
 	ready  func(channel string) bool // ... with a complete segment
+	known  func(channel string) bool // the channel may exist: worth asking the registry
 }
 
 func (h hlsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -248,7 +249,7 @@ func (h hlsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// from the relay until its playlist here has a segment: the relay
 	// completes the other node's last playlist for the players, which then
 	// join this one where that one stopped.
-	if h.serves(channel) && (h.ready(channel) || !h.relay.Bridging(channel)) {
+	if !h.known(channel) || h.serves(channel) && (h.ready(channel) || !h.relay.Bridging(channel)) {
 		h.local.ServeHTTP(w, r)
 		return
 	}
