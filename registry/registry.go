@@ -246,31 +246,46 @@ func (r *Registry) beat(ctx context.Context) {
 	if r.opts.Held == nil {
 		return
 	}
+	held := r.opts.Held()
+	if len(held) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.opts.TTL/5)
 	defer cancel()
 	now := time.Now()
 	keep := (r.opts.TTL + r.opts.Grace).Milliseconds()
-	for _, rec := range r.opts.Held() {
+	// One round trip for every channel: a node holds hundreds.
+	if err := r.seen(beatScript.Load(ctx, r.rdb).Err()); err != nil {
+		return
+	}
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, 0, len(held))
+	for _, rec := range held {
 		rec = r.stamp(rec)
 		raw, err := json.Marshal(rec)
 		if err != nil {
 			continue
 		}
 		pos, _ := json.Marshal(rec.Position)
-		res, err := beatScript.Run(ctx, r.rdb, []string{keyPrefix + rec.Channel, indexKey, resumePrefx + rec.Channel},
-			r.opts.Node, raw, r.opts.TTL.Milliseconds(), now.UnixMilli(), rec.Channel, pos, keep).Result()
-		if errors.Is(err, redis.Nil) {
-			err = nil // the script's false
+		cmds = append(cmds, beatScript.EvalSha(ctx, pipe, []string{keyPrefix + rec.Channel, indexKey, resumePrefx + rec.Channel},
+			r.opts.Node, raw, r.opts.TTL.Milliseconds(), now.UnixMilli(), rec.Channel, pos, keep))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) { // nil: a script's false
+		r.seen(err)
+		return
+	}
+	r.seen(nil)
+	for _, cmd := range cmds {
+		s, ok := cmd.Val().(string)
+		if !ok || r.opts.Lost == nil {
+			continue
 		}
-		if r.seen(err) != nil {
-			return
-		}
-		if s, ok := res.(string); ok && r.opts.Lost != nil {
-			var holder Record
-			_ = json.Unmarshal([]byte(s), &holder)
-			r.log.Info("channel is published on another node now", "channel", rec.Channel, "node", holder.Node)
-			r.opts.Lost(rec.Channel, holder)
-		}
+		var holder Record
+		_ = json.Unmarshal([]byte(s), &holder)
+		channel := cmd.Args()[3].(string) // EVALSHA sha numkeys key1: the channel's key
+		channel = channel[len(keyPrefix):]
+		r.log.Info("channel is published on another node now", "channel", channel, "node", holder.Node)
+		r.opts.Lost(channel, holder)
 	}
 }
 
