@@ -149,11 +149,10 @@ func (a *app) takeDown(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := a.hub.TakeDown(name, req.reason, req.ban); err != nil {
+	if err := a.TakeDown(name, req.reason, req.ban); err != nil {
 		writeError(w, http.StatusNotFound, err.Error())
 		return
 	}
-	a.takenDown(name, "", req.reason)
 	a.mod.Record(moderation.Event{Channel: name, Action: moderation.Block, Reason: req.reason, Screener: "admin", Ban: req.ban})
 	a.log.Warn("channel taken down by admin", "channel", name, "reason", req.reason, "ban", req.ban)
 	a.getChannel(w, r)

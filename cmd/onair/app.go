@@ -122,7 +122,7 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		Visible: func(channel string) bool { return a.mod.Cleared(channel) },
 		// A stream the muxer cannot handle is ended and reported, never served mangled.
 		OnFailure: func(b *ingest.Broadcast, err error) {
-			a.hub.TakeDown(b.Channel, "the stream could not be packaged: "+err.Error(), 0)
+			a.TakeDown(b.Channel, "the stream could not be packaged: "+err.Error(), 0)
 		},
 		OnRemove: a.purgeEdges,
 		Logger:   log.With("part", "segmenter"),
@@ -197,8 +197,7 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		Decoders:          cfg.ModerationDecoders,
 		DecodeQueue:       cfg.ModerationQueue,
 		DecoderIdle:       cfg.ModerationIdle,
-		Enforcer:          a.hub,
-		OnTakedown:        a.takenDown,
+		Enforcer:          a,
 		Logger:            log.With("part", "moderation"),
 	})
 	if err != nil {
@@ -219,11 +218,18 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	return a, nil
 }
 
-// takenDown drops a channel's HLS at once (and so from the CDN edges, see
-// purgeEdges) and tells its chat room why.
-func (a *app) takenDown(channel, broadcastID, reason string) {
+// TakeDown is onair's one way to end a broadcast for cause, whoever asks
+// (moderation, the admin API, a stream the segmenter cannot package): the hub
+// ends it and refuses the channel for ban, its HLS goes at once (and from the
+// CDN edges, see purgeEdges), and its chat room is told why. It implements
+// moderation.Enforcer.
+func (a *app) TakeDown(channel, reason string, ban time.Duration) error {
+	if err := a.hub.TakeDown(channel, reason, ban); err != nil {
+		return err
+	}
 	a.seg.Remove(channel)
 	a.chat.Announce(channel, chat.SystemTakenDown, channel+" was taken down", reason)
+	return nil
 }
 
 // purgeEdges has the CDN edges drop what they hold of a removed channel's
