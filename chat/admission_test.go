@@ -214,9 +214,12 @@ func TestUpgradeRatePerIP(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("sixth attempt: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	if _, status, _ := dialWith(n, room, http.Header{"X-Forwarded-For": {"10.32.0.2"}}); status != http.StatusSwitchingProtocols {
+	conn, status, _ := dialWith(n, room, http.Header{"X-Forwarded-For": {"10.32.0.2"}})
+	if status != http.StatusSwitchingProtocols {
 		t.Fatalf("another address: %d", status)
 	}
+	// Closed here: a connection nobody reads cannot finish the close handshake, so Shutdown would wait for it.
+	conn.Close()
 	if !strings.Contains(metricsText(t, n), `onair_chat_refused_connections_total{reason="upgrade_rate"} 1`) {
 		t.Fatal("refusal not counted")
 	}

@@ -72,11 +72,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer signal.Stop(hup)
 
 	printBanner(stdout, cfg, rs, rtmpLn, httpLn.Addr(), names, keys, generated, newKey)
-	startAttrs := []any{"version", buildVersion(), "roles", rs.String(), "http", httpLn.Addr().String(),
-		"hls_variant", cfg.HLSVariant, "chat_bus", app.busName, "channels", len(names)}
+	startAttrs := []any{"version", buildVersion(), "roles", rs.String()}
 	if rtmpLn != nil {
 		startAttrs = append(startAttrs, "rtmp", rtmpLn.Addr().String())
 	}
+	startAttrs = append(startAttrs, "http", httpLn.Addr().String(),
+		"hls_variant", cfg.HLSVariant, "chat_bus", app.busName, "channels", len(names))
 	if app.cluster != nil {
 		startAttrs = append(startAttrs, "node", app.node, "node_addr", nodeAddr)
 	}
