@@ -180,17 +180,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serveConn admits an upgraded connection and serves it until it ends.
 func (s *Server) serveConn(conn *websocket.Conn, channel, ip, name string) {
-	ipLim, ok := s.acquireIP(ip)
-	if !ok {
-		s.refuse(refusedTooMany, ip, channel)
-		closeNow(conn, websocket.ClosePolicyViolation, reasonTooMany)
-		return
-	}
-	defer s.releaseIP(ip)
-
-	c := newClient(s, conn, ip, s.ipTag(ip), ipLim)
+	// A banned address is told so before its connections are counted: the
+	// connection just closed by the ban may not have been released yet, and
+	// "too many connections" would hide the ban. (Upgrades per address are
+	// rate-limited before this, which bounds these lookups.)
+	ipTag := s.ipTag(ip)
 	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
-	err := s.bus.Restricted(ctx, channel, "", c.ipTag)
+	err := s.bus.Restricted(ctx, channel, "", ipTag)
 	cancel()
 	var re *RestrictedError
 	if errors.As(err, &re) && re.Ban {
@@ -198,7 +194,14 @@ func (s *Server) serveConn(conn *websocket.Conn, channel, ip, name string) {
 		closeNow(conn, closeBanned, reasonBanned)
 		return
 	}
-	c.serve(channel, name)
+	ipLim, ok := s.acquireIP(ip)
+	if !ok {
+		s.refuse(refusedTooMany, ip, channel)
+		closeNow(conn, websocket.ClosePolicyViolation, reasonTooMany)
+		return
+	}
+	defer s.releaseIP(ip)
+	newClient(s, conn, ip, ipTag, ipLim).serve(channel, name)
 }
 
 func closeNow(conn *websocket.Conn, code int, reason string) {

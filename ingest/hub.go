@@ -737,6 +737,17 @@ func (h *Hub) claim(ch *channel, s *session) *refusal {
 	return nil
 }
 
+// unclaim undoes claim for a publish refused after it (another node
+// publishes the channel). Without takeover, claim changed nothing else; with
+// it, claimAcross does not refuse.
+func (h *Hub) unclaim(ch *channel, s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ch.publisher == s {
+		ch.publisher = nil
+	}
+}
+
 // release is called when s stops publishing ch. A clean stop ends the broadcast
 // at once; a dropped connection leaves it open for the grace period.
 func (h *Hub) release(ch *channel, s *session, clean bool) {

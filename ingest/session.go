@@ -186,8 +186,12 @@ func (s *session) OnPublish(sctx *rtmp.StreamContext, _ uint32, cmd *message.Net
 	if ref == nil {
 		s.ch = ch
 		s.hub.loadBan(s.hub.ctx, ch)
-		if ref = s.hub.claimAcross(s.hub.ctx, ch); ref == nil {
-			ref = s.hub.claim(ch, s)
+		// Here first (a ban, a local publisher), then across nodes: a publish
+		// this node refuses must not hold the channel on the others.
+		if ref = s.hub.claim(ch, s); ref == nil {
+			if ref = s.hub.claimAcross(s.hub.ctx, ch); ref != nil {
+				s.hub.unclaim(ch, s)
+			}
 		}
 	}
 	if ref != nil {

@@ -90,6 +90,21 @@ func publish(t testing.TB, seg *Segmenter, channel string, c *testmedia.Clip, pa
 		seg.Consume(ctx, b, feed)
 	}()
 	t.Cleanup(func() { close(stop); cancel(); <-done })
+	// A request right after publish must find the channel (CI once asked first and got 404).
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		seg.mu.Lock()
+		cs := seg.channels[channel]
+		attached := cs != nil && cs.writing != nil
+		seg.mu.Unlock()
+		select {
+		case <-done:
+			attached = true // already over
+		default:
+		}
+		if attached {
+			break
+		}
+	}
 	return done
 }
 
