@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -27,11 +29,21 @@ const Header = "X-Onair-Purge"
 // parallel bounds the requests in flight to one edge.
 const parallel = 16
 
-// Edges purges objects from a list of edges.
+// Edges purges objects from a list of edges. An edge named by a host name
+// is every address the name resolves to when a purge starts: a Kubernetes
+// Service of several edge pods (headless), or any name in front of several
+// caches, each of which holds its own copy.
 type Edges struct {
 	bases  []string
 	client *http.Client
 	log    *slog.Logger
+	lookup func(ctx context.Context, host string) ([]string, error)
+}
+
+// edge is one cache to purge: where to send the requests, and the Host
+// they carry (the name the edge was given by).
+type edge struct {
+	base, host string
 }
 
 // New returns Edges for the given base URLs (scheme and host, e.g.
@@ -44,7 +56,36 @@ func New(bases []string, client *http.Client, log *slog.Logger) *Edges {
 	for i, b := range bases {
 		trimmed[i] = strings.TrimRight(b, "/")
 	}
-	return &Edges{bases: trimmed, client: client, log: log}
+	return &Edges{bases: trimmed, client: client, log: log, lookup: net.DefaultResolver.LookupHost}
+}
+
+// edges resolves the configured bases into the caches to purge. A name that
+// does not resolve is kept as it is (its requests then fail and are counted).
+func (e *Edges) edges(ctx context.Context) []edge {
+	var out []edge
+	for _, base := range e.bases {
+		u, err := url.Parse(base)
+		if err != nil || u.Hostname() == "" || net.ParseIP(u.Hostname()) != nil {
+			out = append(out, edge{base: base})
+			continue
+		}
+		addrs, err := e.lookup(ctx, u.Hostname())
+		if err != nil || len(addrs) == 0 {
+			out = append(out, edge{base: base})
+			continue
+		}
+		for _, a := range addrs {
+			v := *u
+			v.Host = a
+			if port := u.Port(); port != "" {
+				v.Host = net.JoinHostPort(a, port)
+			} else if strings.Contains(a, ":") {
+				v.Host = "[" + a + "]"
+			}
+			out = append(out, edge{base: v.String(), host: u.Host})
+		}
+	}
+	return out
 }
 
 // Result counts what a purge did.
@@ -53,23 +94,23 @@ type Result struct {
 	Failed int // requests that got no answer or an error status other than 404
 }
 
-// Purge asks every edge to drop each path, and returns when all have
-// answered or ctx is done.
+// Purge asks every edge (every address of an edge's name) to drop each
+// path, and returns when all have answered or ctx is done.
 func (e *Edges) Purge(ctx context.Context, paths []string) Result {
 	var mu sync.Mutex
 	var res Result
 	var wg sync.WaitGroup
-	for _, base := range e.bases {
+	for _, ed := range e.edges(ctx) {
 		jobs := make(chan string)
 		for range min(parallel, len(paths)) {
 			wg.Go(func() {
 				for p := range jobs {
-					err := e.one(ctx, base+p)
+					err := e.one(ctx, ed, p)
 					mu.Lock()
 					if err != nil {
 						res.Failed++
 						if res.Failed == 1 {
-							e.log.Warn("edge purge failed", "url", base+p, "err", err)
+							e.log.Warn("edge purge failed", "url", ed.base+p, "err", err)
 						}
 					} else {
 						res.Purged++
@@ -94,10 +135,13 @@ func (e *Edges) Purge(ctx context.Context, paths []string) Result {
 }
 
 // one purges one object from one edge.
-func (e *Edges) one(ctx context.Context, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+func (e *Edges) one(ctx context.Context, ed edge, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ed.base+path, nil)
 	if err != nil {
 		return err
+	}
+	if ed.host != "" {
+		req.Host = ed.host
 	}
 	req.Header.Set(Header, "1")
 	resp, err := e.client.Do(req)

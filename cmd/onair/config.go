@@ -98,7 +98,7 @@ type Config struct {
 	ModerationMaxBan    time.Duration `key:"moderation-max-ban" help:"longest republish ban a screening verdict may ask for; longer ones are cut to it"`
 	ModerationDecoders  int           `key:"moderation-decoders" help:"decoder workers shared by all channels, and so the most ffmpeg processes at once (0: one per CPU Go uses)"`
 	ModerationQueue     int           `key:"moderation-decode-queue" help:"keyframes that may wait for a decoder; one more is dropped and counts as a screening failure"`
-	EdgePurge           string        `key:"edge-purge" help:"base URLs of CDN edges (deploy/nginx's template) to purge a taken-down broadcast from, comma-separated, e.g. http://edge:80"`
+	EdgePurge           string        `key:"edge-purge" help:"base URLs of CDN edges (deploy/nginx's template) to purge a taken-down broadcast from, comma-separated, e.g. http://edge:80; a name is every address it resolves to"`
 	ModerationIdle      time.Duration `key:"moderation-decoder-idle" help:"how long an unused ffmpeg decoder process is kept before it is stopped"`
 	FFmpegPath          string        `key:"ffmpeg" help:"ffmpeg binary used to decode keyframes for screening and thumbnails"`
 }
