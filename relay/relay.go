@@ -158,8 +158,16 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Expose-Headers", "Age, Date, Content-Length, Content-Range, ETag, Last-Modified")
+	if r.Method == http.MethodOptions { // a browser's preflight, answered as the origin does
+		h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Range, If-None-Match, If-Modified-Since, Accept-Encoding")
+		h.Set("Access-Control-Max-Age", "86400")
+		h.Set("Cache-Control", "public, max-age=86400")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		h.Set("Allow", "GET, HEAD")
+		h.Set("Allow", "GET, HEAD, OPTIONS")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}

@@ -883,6 +883,7 @@ func TestNotRelayed(t *testing.T) {
 		{"no channel", "GET", "/hls//stream.m3u8", Holder{Node: "node-h"}, true, nil, 404, "public, max-age=1"},
 		{"too deep", "GET", "/hls/ch/a/stream.m3u8", Holder{Node: "node-h"}, true, nil, 404, "public, max-age=1"},
 		{"POST", "POST", plPath, Holder{Node: "node-h"}, true, nil, 405, ""},
+		{"a browser's preflight", "OPTIONS", plPath, Holder{Node: "node-h"}, true, nil, 204, "public, max-age=86400"},
 		{"invalid channel name", "GET", "/hls/Ch.x/stream.m3u8", Holder{Node: "node-h"}, true, nil, 404, "public, max-age=1"},
 		{"a query players never send", "GET", plPath + "?x=1", Holder{Node: "node-h"}, true, nil, 400, "no-store"},
 		{"a parameter twice", "GET", plPath + "?_HLS_msn=1&_HLS_msn=2", Holder{Node: "node-h"}, true, nil, 400, "no-store"},
@@ -905,7 +906,7 @@ func TestNotRelayed(t *testing.T) {
 			if cc := a.header.Get("Cache-Control"); tc.wantCC != "" && cc != tc.wantCC {
 				t.Errorf("Cache-Control %q, want %q", cc, tc.wantCC)
 			}
-			if tc.wantStatus == 405 && a.header.Get("Allow") != "GET, HEAD" {
+			if tc.wantStatus == 405 && a.header.Get("Allow") != "GET, HEAD, OPTIONS" {
 				t.Errorf("Allow %q", a.header.Get("Allow"))
 			}
 			if n := h.total(); n != 0 {

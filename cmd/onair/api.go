@@ -169,6 +169,9 @@ func (a *app) thumbnail(w http.ResponseWriter, r *http.Request) {
 // moderationStatus shows a channel's screening state and recent verdicts, reasons included.
 func (a *app) moderationStatus(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if a.cluster != nil && a.cluster.forward(w, r, name, nil) {
+		return // screened where it is published
+	}
 	if _, ok := a.hub.Channel(name); !ok {
 		writeError(w, http.StatusNotFound, "no such channel")
 		return
