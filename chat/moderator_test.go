@@ -131,6 +131,13 @@ func TestTokenFormat(t *testing.T) {
 	if other, _ := ParseModeratorToken(SignModeratorToken(sec, "demo", time.Hour)); other.ID == mt.ID {
 		t.Fatal("two tokens share an id")
 	}
+	// No id starts with "-" (the revoke command would read it as a flag; one in
+	// 64 did, and CI once failed so): 2,000 ids would show one with near certainty.
+	for range 2000 {
+		if m, _ := ParseModeratorToken(SignModeratorToken(sec, "demo", time.Hour)); strings.HasPrefix(m.ID, "-") {
+			t.Fatalf("token id %q starts with -", m.ID)
+		}
+	}
 	// Changing the id breaks the signature.
 	parts := strings.Split(tok, ".")
 	parts[3] = "AAAAAAAAAAAAAAAA"

@@ -29,9 +29,13 @@ type ModeratorToken struct {
 // (capped at MaxModeratorTokenTTL), with a fresh random id:
 // "v2.{channel}.{expiry unix s}.{id}.{mac}".
 func SignModeratorToken(secret []byte, channel string, ttl time.Duration) string {
-	var b [12]byte
-	rand.Read(b[:])
-	id := base64.RawURLEncoding.EncodeToString(b[:])
+	var id string
+	// Never starting with "-": `onair token revoke ID` would read it as a flag.
+	for id == "" || id[0] == '-' {
+		var b [12]byte
+		rand.Read(b[:])
+		id = base64.RawURLEncoding.EncodeToString(b[:])
+	}
 	exp := time.Now().Add(min(ttl, MaxModeratorTokenTTL)).Unix()
 	return fmt.Sprintf("v2.%s.%d.%s.%s", channel, exp, id, tokenMAC(secret, channel, exp, id))
 }
