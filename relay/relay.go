@@ -196,7 +196,11 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Context().Err() != nil:
 		// The viewer left.
 	default:
-		if pl := rl.lastPlaylist(channel); pl != nil && isMediaPlaylist(r.URL.Path) {
+		var pl *object
+		if isMediaPlaylist(r.URL.Path) {
+			pl = rl.lastPlaylist(channel)
+		}
+		if pl != nil {
 			rl.holdStill(r.Context())
 			rl.stale.Add(1)
 			rl.send(w, r, pl)
@@ -260,7 +264,7 @@ func (rl *Relay) fetch(channel, key string) (*object, error) {
 		return nil, err
 	}
 	if !ok || holder.Node == rl.opts.Self {
-		if rl.lastPlaylist(channel) != nil {
+		if rl.recent(channel) != nil {
 			return nil, fmt.Errorf("channel %s: no node holds it now", channel)
 		}
 		return nil, errOffline
@@ -282,7 +286,7 @@ func (rl *Relay) fetch(channel, key string) (*object, error) {
 		return nil, fmt.Errorf("fetch %s from node %s: %w", key, holder.Node, err)
 	}
 	rl.fetchedBytes.Add(int64(len(body)))
-	if resp.StatusCode == http.StatusNotFound && isMediaPlaylist(key) && rl.lastPlaylist(channel) != nil {
+	if resp.StatusCode == http.StatusNotFound && isMediaPlaylist(key) && rl.recent(channel) != nil {
 		// The holder let the channel go (it moved on): bridge as if it were gone.
 		rl.forget(channel)
 		return nil, fmt.Errorf("fetch %s from node %s: the channel is no longer there", key, holder.Node)
@@ -392,13 +396,23 @@ func (rl *Relay) sweepDueLocked(now time.Time) {
 	}
 }
 
-// lastPlaylist returns the channel's last media playlist while it is within
-// the grace, as an answer nobody may keep.
-func (rl *Relay) lastPlaylist(channel string) *object {
+// recent returns the channel's last media playlist as fetched, while it is
+// within the grace.
+func (rl *Relay) recent(channel string) *object {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	o := rl.last[channel]
 	if o == nil || time.Since(o.fetched) > rl.opts.Grace {
+		return nil
+	}
+	return o
+}
+
+// lastPlaylist returns the channel's last media playlist while it is within
+// the grace, completed, as an answer nobody may keep.
+func (rl *Relay) lastPlaylist(channel string) *object {
+	o := rl.recent(channel)
+	if o == nil {
 		return nil
 	}
 	stale := *o
@@ -415,17 +429,17 @@ func (rl *Relay) lastPlaylist(channel string) *object {
 // it, or will see, as the relay completes that segment when the holder is
 // gone (see Bridging).
 func (rl *Relay) LastSegment(channel string) (msn uint64, ok bool) {
-	pl := rl.lastPlaylist(channel)
-	if pl == nil {
+	o := rl.recent(channel)
+	if o == nil {
 		return 0, false
 	}
-	return lastSegment(pl.body)
+	return lastSegment(o.body)
 }
 
 // Bridging reports whether the relay holds a recent playlist of channel, so
 // that it can bridge the players of this node over the channel's move from
 // another node to this one (see LastSegment).
-func (rl *Relay) Bridging(channel string) bool { return rl.lastPlaylist(channel) != nil }
+func (rl *Relay) Bridging(channel string) bool { return rl.recent(channel) != nil }
 
 // completed rewrites a live LL-HLS media playlist as it stands when its
 // publisher is gone for good: the segment in progress completed by the parts
