@@ -65,7 +65,7 @@ func newCluster(a *app, rdb redis.UniversalClient, node string, rs roles) *clust
 func (c *cluster) held() []registry.Record {
 	var out []registry.Record
 	for _, st := range c.a.hub.Channels() {
-		if !st.Live && !st.PublisherConnected {
+		if !publishing(st) {
 			continue
 		}
 		raw, _ := json.Marshal(st)
@@ -92,6 +92,16 @@ func (c *cluster) resume(channel string, pos registry.Position) {
 	c.a.seg.Resume(channel, msn, pos.Disc)
 }
 
+// publishing reports whether a channel is this node's to publish: live here, or
+// with its publisher connected before the broadcast starts.
+func publishing(st ingest.ChannelStatus) bool { return st.Live || st.PublisherConnected }
+
+// publishingHere reports whether this node holds channel.
+func (c *cluster) publishingHere(channel string) bool {
+	st, ok := c.a.hub.Channel(channel)
+	return ok && publishing(st)
+}
+
 // lost ends a broadcast here whose channel another node publishes now.
 func (c *cluster) lost(channel string, holder registry.Record) {
 	c.a.hub.Relinquish(channel, "published on node "+holder.Node+" now")
@@ -115,7 +125,7 @@ func (c *cluster) BroadcastEnded(b *ingest.Broadcast, reason ingest.EndReason, _
 	if reason == ingest.EndMoved {
 		return
 	}
-	if st, ok := c.a.hub.Channel(b.Channel); ok && (st.Live || st.PublisherConnected) {
+	if c.publishingHere(b.Channel) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -134,7 +144,7 @@ func (c *cluster) forward(w http.ResponseWriter, r *http.Request, channel string
 	if r.Header.Get(relay.Header) != "" {
 		return false
 	}
-	if st, ok := c.a.hub.Channel(channel); ok && (st.Live || st.PublisherConnected) {
+	if c.publishingHere(channel) {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
@@ -249,7 +259,9 @@ func (h hlsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// from the relay until its playlist here has a segment: the relay
 	// completes the other node's last playlist for the players, which then
 	// join this one where that one stopped.
-	if !h.known(channel) || h.serves(channel) && (h.ready(channel) || !h.relay.Bridging(channel)) {
+	// Published here is the common case: asked first, it spares every local
+	// request the channel lookup (known).
+	if h.serves(channel) && (h.ready(channel) || !h.relay.Bridging(channel)) || !h.known(channel) {
 		h.local.ServeHTTP(w, r)
 		return
 	}
