@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -47,37 +46,6 @@ func startNode(t *testing.T, redisURL, roles string, args ...string) *Server {
 func (s *Server) kill() {
 	s.cmd.Process.Kill()
 	<-s.done
-}
-
-// metric sums the samples of a Prometheus metric whose labels contain every
-// one of labels (as `name="value"`).
-func metric(t *testing.T, base, name string, labels ...string) float64 {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatalf("metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	sum := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err == nil {
-			sum += v
-		}
-	}
-	return sum
 }
 
 var mediaURIs = regexp.MustCompile(`(?m)(?:URI="([^"]+)"|^([^#\n][^\n]*)$)`)
@@ -162,12 +130,12 @@ func TestClusterOrigin(t *testing.T) {
 		if len(objects) < 10 {
 			t.Fatalf("only %d objects listed:\n%s", len(objects), pl)
 		}
-		mediaKinds := func(base string) float64 {
-			return metric(t, base, "onair_hls_requests_total", `kind="init"`) +
-				metric(t, base, "onair_hls_requests_total", `kind="segment"`) +
-				metric(t, base, "onair_hls_requests_total", `kind="part"`)
+		mediaKinds := func(s *Server) float64 {
+			return s.metricSum(t, "onair_hls_requests_total", `kind="init"`) +
+				s.metricSum(t, "onair_hls_requests_total", `kind="segment"`) +
+				s.metricSum(t, "onair_hls_requests_total", `kind="part"`)
 		}
-		before := mediaKinds(a.HTTP)
+		before := mediaKinds(a)
 		const viewers = 20
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -189,7 +157,7 @@ func TestClusterOrigin(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		fetched := mediaKinds(a.HTTP) - before
+		fetched := mediaKinds(a) - before
 		t.Logf("%d viewers × %d objects from node B: node A answered %.0f media requests", viewers, len(objects), fetched)
 		if bad > 0 {
 			t.Errorf("%d of %d requests to node B failed", bad, viewers*len(objects))
@@ -201,7 +169,7 @@ func TestClusterOrigin(t *testing.T) {
 
 		// Blocking reloads of the next part, asked by every viewer at once: one request reaches A.
 		next := nextPartQuery(t, pl)
-		plBefore := metric(t, a.HTTP, "onair_hls_requests_total", `kind="playlist"`)
+		plBefore := a.metricSum(t, "onair_hls_requests_total", `kind="playlist"`)
 		for range viewers {
 			wg.Go(func() {
 				resp, err := http.Get(media + next)
@@ -212,7 +180,7 @@ func TestClusterOrigin(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		if n := metric(t, a.HTTP, "onair_hls_requests_total", `kind="playlist"`) - plBefore; n > 2 {
+		if n := a.metricSum(t, "onair_hls_requests_total", `kind="playlist"`) - plBefore; n > 2 {
 			t.Errorf("%d blocking reloads of %s through node B reached node A as %.0f requests, want 1", viewers, next, n)
 		}
 	})

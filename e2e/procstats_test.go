@@ -45,18 +45,29 @@ func StartDebugServer(t testing.TB, args ...string) *DebugServer {
 // PID is the onair process id.
 func (s *Server) PID() int { return s.cmd.Process.Pid }
 
-// metric reads one unlabelled sample from /metrics (-1 when absent).
-func (s *Server) metric(t testing.TB, name string) float64 {
+// metricLines reads the sample lines of /metrics.
+func (s *Server) metricLines(t testing.TB) []string {
 	t.Helper()
 	resp, err := http.Get(s.HTTP + "/metrics")
 	if err != nil {
 		t.Fatalf("metrics: %v", err)
 	}
 	defer resp.Body.Close()
+	var lines []string
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
+		if line := sc.Text(); line != "" && line[0] != '#' {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
+// metric reads one unlabelled sample from /metrics (-1 when absent).
+func (s *Server) metric(t testing.TB, name string) float64 {
+	t.Helper()
+	for _, line := range s.metricLines(t) {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err == nil {
@@ -65,6 +76,26 @@ func (s *Server) metric(t testing.TB, name string) float64 {
 		}
 	}
 	return -1
+}
+
+// metricSum sums the samples of a metric whose labels contain every one of
+// labels (as `name="value"`).
+func (s *Server) metricSum(t testing.TB, name string, labels ...string) float64 {
+	t.Helper()
+	sum := 0.0
+	for _, line := range s.metricLines(t) {
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); ok && err == nil {
+			sum += v
+		}
+	}
+	return sum
 }
 
 // sample reads the process's figures now.
