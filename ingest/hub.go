@@ -58,7 +58,13 @@ func ValidChannelName(name string) bool { return channelNameRE.MatchString(name)
 type ChannelConfig struct {
 	Name string
 	Keys []string
+	// KeyHashes are further keys known only by their SHA-256 (KeyHash), as
+	// the channels created through the admin API keep them.
+	KeyHashes [][32]byte
 }
+
+// KeyHash is what a hub compares stream keys by.
+func KeyHash(key string) [32]byte { return sha256.Sum256([]byte(key)) }
 
 // Options configure a Hub.
 type Options struct {
@@ -159,8 +165,8 @@ type Hub struct {
 // channel is one registered channel; its mutable fields are guarded by Hub.mu.
 type channel struct {
 	name    string
-	keys    [][]byte
-	dynamic bool // created on behalf of the auth webhook
+	keys    [][32]byte // SHA-256 of each stream key
+	dynamic bool       // created on behalf of the auth webhook
 
 	removed   bool           // dropped by SetChannels: no new publisher may claim it
 	publisher *session       // the accepted publisher, if connected
@@ -242,8 +248,8 @@ func NewHub(opts Options) (*Hub, error) {
 }
 
 // channelKeys validates a channel list and returns each channel's keys.
-func (h *Hub) channelKeys(channels []ChannelConfig) (map[string][][]byte, error) {
-	out := make(map[string][][]byte, len(channels))
+func (h *Hub) channelKeys(channels []ChannelConfig) (map[string][][32]byte, error) {
+	out := make(map[string][][32]byte, len(channels))
 	for _, cc := range channels {
 		if !ValidChannelName(cc.Name) {
 			return nil, fmt.Errorf("channel name %q: must match [a-z0-9_-]{1,64}", cc.Name)
@@ -251,17 +257,17 @@ func (h *Hub) channelKeys(channels []ChannelConfig) (map[string][][]byte, error)
 		if _, dup := out[cc.Name]; dup {
 			return nil, fmt.Errorf("channel %q configured twice", cc.Name)
 		}
-		if len(cc.Keys) == 0 && h.opts.AuthWebhook == "" {
+		if len(cc.Keys)+len(cc.KeyHashes) == 0 && h.opts.AuthWebhook == "" {
 			return nil, fmt.Errorf("channel %q has no stream key", cc.Name)
 		}
-		keys := [][]byte{}
+		keys := [][32]byte{}
 		for _, k := range cc.Keys {
 			if k == "" {
 				return nil, fmt.Errorf("channel %q: empty stream key", cc.Name)
 			}
-			keys = append(keys, []byte(k))
+			keys = append(keys, KeyHash(k))
 		}
-		out[cc.Name] = keys
+		out[cc.Name] = append(keys, cc.KeyHashes...)
 	}
 	return out, nil
 }
@@ -313,12 +319,12 @@ func (h *Hub) SetChannels(channels []ChannelConfig) error {
 	return nil
 }
 
-func sameKeys(a, b [][]byte) bool {
+func sameKeys(a, b [][32]byte) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
-		if string(a[i]) != string(b[i]) {
+		if a[i] != b[i] {
 			return false
 		}
 	}
@@ -652,16 +658,17 @@ func (h *Hub) authorize(ctx context.Context, app, wantChannel, key, remote strin
 	return h.channels[name], nil
 }
 
-// channelForKey finds the channel holding key. Every key of every channel is
-// compared in constant time so timing tells nothing about near misses.
+// channelForKey finds the channel holding key. Keys are compared by their
+// SHA-256, every one of every channel in constant time, so timing tells
+// nothing about near misses.
 func (h *Hub) channelForKey(key string) string {
+	sum := KeyHash(key)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	kb := []byte(key)
 	found := ""
 	for _, ch := range h.channels {
 		for _, k := range ch.keys {
-			if subtle.ConstantTimeCompare(k, kb) == 1 {
+			if subtle.ConstantTimeCompare(k[:], sum[:]) == 1 {
 				found = ch.name
 			}
 		}
@@ -689,6 +696,50 @@ func (h *Hub) claimAcross(ctx context.Context, ch *channel) *refusal {
 		return nil
 	}
 }
+
+// Kick disconnects channel's publisher. Its broadcast waits out the grace
+// period as for a dropped connection, so a publisher whose key still works
+// may come back; rotate the key first to keep it out.
+func (h *Hub) Kick(channelName, detail string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch := h.channels[channelName]
+	switch {
+	case ch == nil:
+		return fmt.Errorf("kick %q: %w", channelName, ErrNoChannel)
+	case ch.publisher == nil:
+		return fmt.Errorf("kick %q: %w", channelName, ErrNotPublishing)
+	}
+	ch.publisher.kick(detail)
+	h.log.Info("publisher kicked", "channel", channelName, "remote", ch.publisher.remote, "detail", detail)
+	return nil
+}
+
+// End ends channel's live broadcast now (EndByAdmin, with detail) and
+// disconnects its publisher, without a ban: the next publish starts a new broadcast.
+func (h *Hub) End(channelName, detail string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch := h.channels[channelName]
+	switch {
+	case ch == nil:
+		return fmt.Errorf("end %q: %w", channelName, ErrNoChannel)
+	case ch.live == nil:
+		return fmt.Errorf("end %q: %w", channelName, ErrNotPublishing)
+	}
+	h.endLocked(ch.live, EndByAdmin, detail)
+	if ch.publisher != nil {
+		ch.publisher.kick(detail)
+		ch.publisher = nil
+	}
+	return nil
+}
+
+// Errors of Kick and End.
+var (
+	ErrNoChannel     = errors.New("no such channel")
+	ErrNotPublishing = errors.New("channel is not live")
+)
 
 // Relinquish ends channel's broadcast here because another node publishes it
 // now (EndMoved): its publisher, if still connected here, is disconnected.

@@ -93,6 +93,7 @@ const (
 	EndNewTracks EndReason = "new_tracks" // the publisher came back with different codec parameters
 	EndRemoved   EndReason = "removed"    // the channel was removed from the configuration
 	EndMoved     EndReason = "moved"      // another node publishes the channel now (its publisher moved there, or took over)
+	EndByAdmin   EndReason = "ended"      // an administrator ended it (no ban)
 )
 
 // ErrEnded is what Feed.Next returns, as an *EndError, once a broadcast has
