@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -203,6 +204,26 @@ func (m *Moderator) Events(channel string) []Event {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]Event(nil), m.events[channel]...)
+}
+
+// Recent returns up to limit of the newest events, newest first: of one
+// channel, or of every channel when channel is "".
+func (m *Moderator) Recent(channel string, limit int) []Event {
+	m.mu.Lock()
+	var out []Event
+	if channel != "" {
+		out = append(out, m.events[channel]...)
+	} else {
+		for _, evs := range m.events {
+			out = append(out, evs...)
+		}
+	}
+	m.mu.Unlock()
+	slices.SortStableFunc(out, func(a, b Event) int { return b.Time.Compare(a.Time) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out
 }
 
 // Status returns the channel's moderation state.

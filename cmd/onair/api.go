@@ -31,14 +31,52 @@ type channelView struct {
 	Flags     int        `json:"moderation_flags"`
 }
 
+// access says who may call an API route.
+type access int
+
+const (
+	public access = iota
+	adminOnly
+)
+
+// apiRoute is one route of the API; docs/openapi.yaml describes each (a test checks).
+type apiRoute struct {
+	method, path string
+	access       access
+	handle       http.HandlerFunc
+}
+
+// apiRoutes is the whole API.
+func (a *app) apiRoutes() []apiRoute {
+	return []apiRoute{
+		{"GET", "/api/v1/channels", public, a.listChannels},
+		{"POST", "/api/v1/channels", adminOnly, a.createChannel},
+		{"GET", "/api/v1/channels/{name}", public, a.getChannel},
+		{"PATCH", "/api/v1/channels/{name}", adminOnly, a.updateChannel},
+		{"DELETE", "/api/v1/channels/{name}", adminOnly, a.deleteChannel},
+		{"GET", "/api/v1/channels/{name}/thumbnail.jpg", public, a.thumbnail},
+		{"GET", "/api/v1/channels/{name}/moderation", adminOnly, a.moderationStatus},
+		{"GET", "/api/v1/channels/{name}/keys", adminOnly, a.listKeys},
+		{"POST", "/api/v1/channels/{name}/keys", adminOnly, a.addKey},
+		{"POST", "/api/v1/channels/{name}/keys/{id}/rotate", adminOnly, a.rotateKey},
+		{"DELETE", "/api/v1/channels/{name}/keys/{id}", adminOnly, a.revokeKey},
+		{"POST", "/api/v1/channels/{name}/kick", adminOnly, a.kick},
+		{"POST", "/api/v1/channels/{name}/end", adminOnly, a.endBroadcast},
+		{"POST", "/api/v1/channels/{name}/takedown", adminOnly, a.takeDown},
+		{"POST", "/api/v1/channels/{name}/unban", adminOnly, a.unban},
+		{"GET", "/api/v1/events", adminOnly, a.listEvents},
+	}
+}
+
 func (a *app) api() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/channels", a.listChannels)
-	mux.HandleFunc("GET /api/v1/channels/{name}", a.getChannel)
-	mux.HandleFunc("GET /api/v1/channels/{name}/thumbnail.jpg", a.thumbnail)
-	mux.HandleFunc("GET /api/v1/channels/{name}/moderation", a.admin(a.moderationStatus))
-	mux.HandleFunc("POST /api/v1/channels/{name}/takedown", a.admin(a.takeDown))
-	mux.HandleFunc("POST /api/v1/channels/{name}/unban", a.admin(a.unban))
+	for _, rt := range a.apiRoutes() {
+		h := rt.handle
+		if rt.access == adminOnly {
+			h = a.admin(h)
+		}
+		mux.HandleFunc(rt.method+" "+rt.path, h)
+	}
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint")
 	})
@@ -48,7 +86,7 @@ func (a *app) api() http.Handler {
 func (a *app) view(s ingest.ChannelStatus) channelView {
 	v := channelView{
 		Name:      s.Name,
-		Title:     s.Name,
+		Title:     a.title(s.Name),
 		Live:      s.Live,
 		State:     "offline",
 		Viewers:   a.chat.ViewerCount(s.Name),

@@ -36,25 +36,12 @@ func decodeTakedown(w http.ResponseWriter, r *http.Request) (takedownRequest, er
 		BanSeconds json.RawMessage `json:"ban_seconds"`
 	}
 	req := takedownRequest{reason: "taken down by an administrator"}
-	if r.ContentLength != 0 {
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAPIBody))
-		dec.DisallowUnknownFields()
-		err := dec.Decode(&body)
-		var tooBig *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooBig):
-			return req, fmt.Errorf("body larger than %d bytes", maxAPIBody)
-		case errors.Is(err, io.EOF):
-			// An empty body takes the defaults.
-		case err != nil:
-			return req, fmt.Errorf(`body must be JSON {"reason": "...", "ban_seconds": N}: %v`, err)
-		case dec.More():
-			return req, errors.New("body must hold one JSON object")
-		}
+	if err := decodeBody(w, r, &body, `{"reason": "...", "ban_seconds": N}`); err != nil {
+		return req, err
 	}
 	if body.Reason != nil && *body.Reason != "" {
-		if n := utf8.RuneCountInString(*body.Reason); n > maxReasonLength || !utf8.ValidString(*body.Reason) {
-			return req, fmt.Errorf("reason must be valid UTF-8 of at most %d characters", maxReasonLength)
+		if err := checkText("reason", *body.Reason, maxReasonLength); err != nil {
+			return req, err
 		}
 		req.reason = *body.Reason
 	}
@@ -66,6 +53,38 @@ func decodeTakedown(w http.ResponseWriter, r *http.Request) (takedownRequest, er
 		req.ban = time.Duration(secs) * time.Second
 	}
 	return req, nil
+}
+
+// decodeBody reads r's JSON body into dst: at most maxAPIBody bytes, one
+// object, no fields dst does not have. An empty body leaves dst as it is.
+// The error is the client's message; shape shows the body expected.
+func decodeBody(w http.ResponseWriter, r *http.Request, dst any, shape string) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return fmt.Errorf("body larger than %d bytes", maxAPIBody)
+	case errors.Is(err, io.EOF):
+		return nil // an empty body takes the defaults
+	case err != nil:
+		return fmt.Errorf("body must be JSON %s: %v", shape, err)
+	case dec.More():
+		return errors.New("body must hold one JSON object")
+	}
+	return nil
+}
+
+// checkText checks a free-text field from outside: valid UTF-8, at most max characters.
+func checkText(field, s string, max int) error {
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > max {
+		return fmt.Errorf("%s must be valid UTF-8 of at most %d characters", field, max)
+	}
+	return nil
 }
 
 // wholeSeconds parses a JSON value that must be a number of seconds: whole,

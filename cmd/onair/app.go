@@ -9,11 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onairhq/onair/bans"
+	"github.com/onairhq/onair/catalog"
 	"github.com/onairhq/onair/chat"
 	"github.com/onairhq/onair/ingest"
 	"github.com/onairhq/onair/internal/clientip"
@@ -45,12 +47,20 @@ type app struct {
 	thumbnails http.Handler  // the moderation decoder's thumbnails of channels published here
 	edges      *purge.Edges  // CDN edges to purge taken-down broadcasts from; nil: none
 	web        http.Handler
-	http       httpStats // the HTTP server's guards (httpserver.go)
-	ready      readiness // /readyz (readiness.go)
+	catalog    *catalog.Catalog // channels made through the API
+	channelsMu sync.Mutex
+	channels   channelSet // guarded by channelsMu (channels.go)
+	stop       context.CancelFunc
+	wg         sync.WaitGroup // the app's own goroutines
+	http       httpStats      // the HTTP server's guards (httpserver.go)
+	ready      readiness      // /readyz (readiness.go)
 }
 
-func newApp(cfg Config, secret, adminToken string, names []string, keys map[string][]string, nodeAddr string, log *slog.Logger) (*app, error) {
+// newApp sets up onair's parts. channels are the configuration's; seed, if
+// set, is the generated default channel, put in the catalog the first time.
+func newApp(cfg Config, secret, adminToken string, channels []ingest.ChannelConfig, seed *ingest.ChannelConfig, nodeAddr string, log *slog.Logger) (*app, error) {
 	a := &app{cfg: cfg, log: log, adminToken: adminToken, node: nodeID(), nodeAddr: nodeAddr}
+	a.channels.config = channels
 	var err error
 	if a.roles, err = parseRoles(cfg.Roles); err != nil {
 		return nil, err // validated with the configuration
@@ -122,7 +132,10 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		Visible: func(channel string) bool { return a.mod.Cleared(channel) },
 		// A stream the muxer cannot handle is ended and reported, never served mangled.
 		OnFailure: func(b *ingest.Broadcast, err error) {
-			a.TakeDown(b.Channel, "the stream could not be packaged: "+err.Error(), 0)
+			reason := "the stream could not be packaged: " + err.Error()
+			if a.TakeDown(b.Channel, reason, 0) == nil {
+				a.mod.Record(moderation.Event{Channel: b.Channel, BroadcastID: b.ID, Action: moderation.Block, Reason: reason, Screener: "packager"})
+			}
 		},
 		OnRemove: a.purgeEdges,
 		Logger:   log.With("part", "segmenter"),
@@ -153,10 +166,6 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	if a.cluster != nil && a.roles.has(roleIngest) {
 		claims = a.cluster.reg
 	}
-	var channels []ingest.ChannelConfig
-	for _, n := range names {
-		channels = append(channels, ingest.ChannelConfig{Name: n, Keys: keys[n]})
-	}
 	a.hub, err = ingest.NewHub(ingest.Options{
 		App:         cfg.App,
 		Channels:    channels,
@@ -176,6 +185,9 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up ingest: %w", err)
+	}
+	if err := a.openCatalog(seed); err != nil {
+		return nil, err
 	}
 	a.hub.LoadBans(context.Background())
 	a.mod, err = moderation.New(moderation.Options{
@@ -246,7 +258,51 @@ func (a *app) purgeEdges(channel string, paths []string) {
 		"objects", len(paths), "purged", res.Purged, "failed", res.Failed, "took", time.Since(start).Round(time.Millisecond))
 }
 
+// openCatalog reads the channels made through the API (seeding the default
+// channel the first time) and, with Redis, follows other nodes' changes.
+func (a *app) openCatalog(seed *ingest.ChannelConfig) error {
+	var store catalog.Store
+	var rs *catalog.RedisStore
+	if a.rdb != nil {
+		rs = catalog.NewRedisStore(a.rdb)
+		store = rs
+	} else {
+		store = catalog.NewFileStore(filepath.Join(a.cfg.DataDir, "channels.json"))
+	}
+	a.catalog = &catalog.Catalog{Store: store}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if seed != nil {
+		ch := catalog.Channel{Name: seed.Name, Title: seed.Name, Created: time.Now().UTC()}
+		for _, k := range seed.Keys {
+			ch.Keys = append(ch.Keys, a.catalog.KeyEntry(k))
+		}
+		if err := store.Seed(ctx, ch); err != nil {
+			if rs == nil {
+				return fmt.Errorf("save the default channel: %w", err)
+			}
+			a.log.Error("cannot save the default channel in Redis; it is added once Redis answers and onair restarts", "err", err)
+		}
+	}
+	if err := a.applyChannels(ctx); err != nil {
+		if rs == nil {
+			return fmt.Errorf("read the channels made through the API: %w", err)
+		}
+		a.log.Error("cannot read the channels made through the API from Redis; they apply once it answers", "err", err)
+	}
+	if rs != nil {
+		var wctx context.Context
+		wctx, a.stop = context.WithCancel(context.Background())
+		a.wg.Go(func() { a.watchCatalog(wctx, rs) })
+	}
+	return nil
+}
+
 func (a *app) close() {
+	if a.stop != nil {
+		a.stop()
+	}
+	a.wg.Wait()
 	a.mod.Close()
 	a.seg.Close()
 	if c, ok := a.bus.(interface{ Close() error }); ok {

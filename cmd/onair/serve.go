@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/onairhq/onair/ingest"
 	"io"
 	"net"
 	"net/http"
@@ -37,10 +38,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	secret, adminToken := firstSet(cfg.Secret, st.Secret), firstSet(cfg.AdminToken, st.AdminToken)
 	names, keys, _ := cfg.channelKeys() // validated in loadConfig
+	configured := channelConfigs(names, keys)
 	generated := len(names) == 0
+	var seed *ingest.ChannelConfig
 	if generated {
 		names = []string{st.DefaultChannel}
 		keys = map[string][]string{st.DefaultChannel: {st.DefaultKey}}
+		seed = &ingest.ChannelConfig{Name: st.DefaultChannel, Keys: []string{st.DefaultKey}}
 	}
 
 	rs, _ := parseRoles(cfg.Roles) // validated in loadConfig
@@ -59,7 +63,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if nodeAddr == "" {
 		nodeAddr = defaultNodeAddr(httpLn.Addr())
 	}
-	app, err := newApp(cfg, secret, adminToken, names, keys, nodeAddr, log)
+	app, err := newApp(cfg, secret, adminToken, configured, seed, nodeAddr, log)
 	if err != nil {
 		closeListener(rtmpLn)
 		httpLn.Close()
@@ -129,7 +133,7 @@ run:
 			log.Error("stopping", "err", runErr)
 			break run
 		case <-hup:
-			reloadChannels(args, st, app.hub, log)
+			reloadChannels(args, app, log)
 		}
 	}
 
