@@ -387,5 +387,8 @@ func (m *Moderator) Record(ev Event) Event {
 			m.log.Error("moderation event not kept across restarts", "channel", ev.Channel, "err", err)
 		}
 	}
+	if m.opts.OnRecord != nil {
+		m.opts.OnRecord(ev)
+	}
 	return ev
 }

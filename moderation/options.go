@@ -105,6 +105,9 @@ type Options struct {
 	// restarts (JSON lines; rewritten with the newest EventsPerChannel per
 	// channel at start).
 	HistoryPath string
+	// OnRecord, when set, is told of every event recorded (after it is kept),
+	// on the recording goroutine: it must not block for long.
+	OnRecord func(Event)
 
 	// Logger receives the moderation log (default slog.Default()).
 	Logger *slog.Logger

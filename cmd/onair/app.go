@@ -48,6 +48,7 @@ type app struct {
 	edges      *purge.Edges  // CDN edges to purge taken-down broadcasts from; nil: none
 	web        http.Handler
 	catalog    *catalog.Catalog // channels made through the API
+	journal    *journal         // moderation events and takedowns in Redis; nil without redis-url
 	channelsMu sync.Mutex
 	channels   channelSet // guarded by channelsMu (channels.go)
 	stop       context.CancelFunc
@@ -155,6 +156,7 @@ func newApp(cfg Config, secret, adminToken string, channels []ingest.ChannelConf
 		}
 		a.rdb = redis.NewClient(ropts)
 		channelBans = bans.NewRedis(a.rdb)
+		a.journal = &journal{rdb: a.rdb}
 		a.cluster = newCluster(a, a.rdb, a.node, a.roles)
 		if a.cluster.relay != nil {
 			a.ready.registry = a.cluster.reg.Healthy
@@ -210,6 +212,7 @@ func newApp(cfg Config, secret, adminToken string, channels []ingest.ChannelConf
 		DecodeQueue:       cfg.ModerationQueue,
 		DecoderIdle:       cfg.ModerationIdle,
 		Enforcer:          a,
+		OnRecord:          a.journalEvent,
 		Logger:            log.With("part", "moderation"),
 	})
 	if err != nil {
@@ -256,6 +259,16 @@ func (a *app) purgeEdges(channel string, paths []string) {
 	res := a.edges.Purge(ctx, paths)
 	a.log.Info("taken-down broadcast purged from the edges", "channel", channel,
 		"objects", len(paths), "purged", res.Purged, "failed", res.Failed, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// journalEvent keeps a moderation event or takedown in Redis, where every node lists it.
+func (a *app) journalEvent(ev moderation.Event) {
+	if a.journal == nil {
+		return
+	}
+	if err := a.journal.add(ev); err != nil {
+		a.log.Warn("moderation event kept on this node only", "channel", ev.Channel, "err", err)
+	}
 }
 
 // openCatalog reads the channels made through the API (seeding the default

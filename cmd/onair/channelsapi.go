@@ -215,7 +215,8 @@ func (a *app) hubAction(w http.ResponseWriter, r *http.Request, act func(name st
 	a.getChannel(w, r)
 }
 
-// listEvents lists moderation verdicts and takedowns, newest first:
+// listEvents lists moderation verdicts and takedowns, newest first (with
+// Redis, every node's; else this node's):
 // ?channel=NAME for one channel, ?limit=N (default 100, at most 1000).
 func (a *app) listEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -233,7 +234,17 @@ func (a *app) listEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	evs := a.mod.Recent(channel, limit)
+	var evs []moderation.Event
+	if a.journal != nil {
+		var err error
+		if evs, err = a.journal.recent(r.Context(), channel, limit); err != nil {
+			a.log.Warn("events listed from this node only", "err", err)
+			evs = nil
+		}
+	}
+	if evs == nil {
+		evs = a.mod.Recent(channel, limit) // without Redis, or while it is unreachable
+	}
 	if evs == nil {
 		evs = []moderation.Event{}
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"gopkg.in/yaml.v3"
 
 	"github.com/onairhq/onair/chat"
@@ -324,4 +325,40 @@ func TestKeyRotationDuringBroadcast(t *testing.T) {
 	if !strings.Contains(logs.String()[mark:], `reason=ended`) {
 		t.Fatal("no broadcast ended with reason ended in the log")
 	}
+}
+
+// With Redis, a channel made, renamed or deleted on one node is so on every
+// node at once, and every node lists every node's events.
+func TestChannelAPIAcrossNodes(t *testing.T) {
+	const token = "adm-test-token-for-nodes"
+	t.Setenv("ONAIR_ADMIN_TOKEN", token)
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DB: 14})
+	defer rdb.Close()
+	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatalf("redis on 127.0.0.1:6379: %v", err)
+	}
+	args := []string{"--redis-url", "redis://127.0.0.1:6379/14", "--channel", "cfg:cfg-key-123456", "--registry-ttl", "2s"}
+	a := apiClient{t: t, base: startServe(t, args...), token: token}
+	b := apiClient{t: t, base: startServe(t, args...), token: token}
+	title := func(c apiClient) any {
+		code, raw := c.call("GET", "/api/v1/channels/shared", nil, "")
+		if code != 200 {
+			return code
+		}
+		var v map[string]any
+		json.Unmarshal([]byte(raw), &v)
+		return v["title"]
+	}
+	a.admin("POST", "/api/v1/channels", `{"name": "shared", "title": "One"}`, 201)
+	waitUntil(t, "the channel on the other node", 3*time.Second, func() bool { return title(b) == "One" })
+	b.admin("PATCH", "/api/v1/channels/shared", `{"title": "Two"}`, 200)
+	waitUntil(t, "the new title on the first node", 3*time.Second, func() bool { return title(a) == "Two" })
+
+	a.admin("POST", "/api/v1/channels/shared/takedown", `{"reason": "seen everywhere"}`, 200)
+	evs := b.admin("GET", "/api/v1/events", nil, 200)["events"].([]any)
+	if len(evs) != 1 || evs[0].(map[string]any)["reason"] != "seen everywhere" {
+		t.Fatalf("events on the other node: %v", evs)
+	}
+	b.admin("DELETE", "/api/v1/channels/shared", nil, 204)
+	waitUntil(t, "the channel gone from the first node", 3*time.Second, func() bool { return title(a) == 404 })
 }
