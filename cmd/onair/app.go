@@ -291,10 +291,9 @@ func (a *app) openCatalog(seed *ingest.ChannelConfig) error {
 			ch.Keys = append(ch.Keys, a.catalog.KeyEntry(k))
 		}
 		if err := store.Seed(ctx, ch); err != nil {
-			if rs == nil {
-				return fmt.Errorf("save the default channel: %w", err)
-			}
-			a.log.Error("cannot save the default channel in Redis; it is added once Redis answers and onair restarts", "err", err)
+			// Served all the same, as if configured, until a start that can save it.
+			a.log.Error("cannot save the default channel among the API's channels; serving it from the configuration", "channel", seed.Name, "err", err)
+			a.channels.config = append(a.channels.config, *seed)
 		}
 	}
 	if err := a.applyChannels(ctx); err != nil {
@@ -302,6 +301,9 @@ func (a *app) openCatalog(seed *ingest.ChannelConfig) error {
 			return fmt.Errorf("read the channels made through the API: %w", err)
 		}
 		a.log.Error("cannot read the channels made through the API from Redis; they apply once it answers", "err", err)
+		if err := a.hub.SetChannels(a.channels.config); err != nil {
+			return err
+		}
 	}
 	if rs != nil {
 		var wctx context.Context
