@@ -47,6 +47,8 @@ type app struct {
 	web        http.Handler
 	http       httpStats // the HTTP server's guards (httpserver.go)
 	ready      readiness // /readyz (readiness.go)
+
+	events *eventsWebhook // events-webhook's deliveries (events.go); nil: none
 }
 
 func newApp(cfg Config, secret, adminToken string, names []string, keys map[string][]string, nodeAddr string, log *slog.Logger) (*app, error) {
@@ -178,6 +180,9 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		return nil, fmt.Errorf("set up ingest: %w", err)
 	}
 	a.hub.LoadBans(context.Background())
+	if a.events, err = newEventsWebhook(cfg, log.With("part", "events")); err != nil {
+		return nil, fmt.Errorf("set up events-webhook: %w", err)
+	}
 	a.mod, err = moderation.New(moderation.Options{
 		Interval:          cfg.ModerationInterval,
 		Sample:            moderation.SampleMode(cfg.ModerationSample),
@@ -198,6 +203,7 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 		DecodeQueue:       cfg.ModerationQueue,
 		DecoderIdle:       cfg.ModerationIdle,
 		Enforcer:          a,
+		OnFlag:            a.events.flagged,
 		Logger:            log.With("part", "moderation"),
 	})
 	if err != nil {
@@ -212,6 +218,9 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	a.hub.AddObserver(broadcastNotices{a.chat})
 	if a.cluster != nil {
 		a.hub.AddObserver(a.cluster)
+	}
+	if a.events != nil {
+		a.hub.AddObserver(a.events)
 	}
 
 	a.web = web.New(web.Options{Logger: log.With("part", "web")})
@@ -249,6 +258,7 @@ func (a *app) purgeEdges(channel string, paths []string) {
 func (a *app) close() {
 	a.mod.Close()
 	a.seg.Close()
+	a.events.close()
 	if c, ok := a.bus.(interface{ Close() error }); ok {
 		c.Close()
 	}
@@ -301,6 +311,7 @@ func (a *app) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	a.ready.writeMetrics(w)
 	a.http.writeMetrics(w)
+	a.events.writeMetrics(w)
 	writeProcessMetrics(w)
 }
 
