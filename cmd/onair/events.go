@@ -118,9 +118,13 @@ func (e *eventsWebhook) TakenDown(channel string, b *ingest.Broadcast, reason st
 
 // flagged is moderation's OnFlag.
 func (e *eventsWebhook) flagged(m moderation.Event) {
-	ft := m.KeyframeTime.Seconds()
-	e.send(events.Event{Type: events.ModerationFlag, Channel: m.Channel, BroadcastID: m.BroadcastID, Time: m.Time,
-		Reason: m.Reason, Screener: m.Screener, Verdict: string(m.Action), FrameTime: &ft})
+	ev := events.Event{Type: events.ModerationFlag, Channel: m.Channel, BroadcastID: m.BroadcastID, Time: m.Time,
+		Reason: m.Reason, Screener: m.Screener, Verdict: string(m.Action)}
+	if m.Screener != "failure-policy" { // a flag about screening itself, not about a frame
+		ft := m.KeyframeTime.Seconds()
+		ev.FrameTime = &ft
+	}
+	e.send(ev)
 }
 
 // close gives the queued events eventsFlush to be delivered, then stops.
