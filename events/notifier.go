@@ -247,9 +247,6 @@ func (n *Notifier) deliver(ev Event) bool {
 	var firstFail time.Time
 	for attempt := 1; ; attempt++ {
 		status, retryAfter, err := n.post(ev, body, attempt)
-		if n.ctx.Err() != nil {
-			return false // Close cut the attempt
-		}
 		switch {
 		case err == nil && status/100 == 2:
 			n.delivered.Add(1)
@@ -261,6 +258,9 @@ func (n *Notifier) deliver(ev Event) bool {
 			n.refused.Add(1)
 			n.log.Warn("events webhook refused an event: dropped", "status", status, "type", ev.Type, "channel", ev.Channel, "id", ev.ID)
 			return true
+		}
+		if n.ctx.Err() != nil {
+			return false // Close cut the attempt
 		}
 		n.failed.Add(1)
 		if err == nil {
