@@ -548,6 +548,15 @@ func (h *Hub) TakeDown(channelName, reason string, ban time.Duration) error {
 		ch.banReason = reason
 	}
 	wasLive := ch.live != nil
+	var b *Broadcast
+	if ch.live != nil {
+		b = ch.live.b
+	}
+	h.notifyLocked(func(o Observer) {
+		if to, ok := o.(TakedownObserver); ok {
+			to.TakenDown(channelName, b, reason, ban)
+		}
+	})
 	if ch.live != nil {
 		h.endLocked(ch.live, EndTakenDown, reason)
 	}
@@ -780,7 +789,7 @@ func (h *Hub) claim(ch *channel, s *session) *refusal {
 		}
 		h.log.Info("publisher taken over", "channel", ch.name, "old", old.remote, "new", s.remote)
 		if lb := ch.live; lb != nil && lb.owner.Load() == old {
-			h.detachLocked(lb)
+			h.detachLocked(lb, "taken over by a new publisher")
 		}
 		old.kick("taken over by a new publisher")
 	}
@@ -815,17 +824,23 @@ func (h *Hub) release(ch *channel, s *session, clean bool) {
 		h.endLocked(lb, EndStopped, "publisher stopped")
 		return
 	}
-	h.detachLocked(lb)
+	h.detachLocked(lb, "publisher disconnected")
 }
 
 // detachLocked leaves lb without a publisher and starts its grace timer.
-func (h *Hub) detachLocked(lb *liveBroadcast) {
+func (h *Hub) detachLocked(lb *liveBroadcast, detail string) {
 	lb.owner.Store(nil)
 	if lb.grace != nil {
 		lb.grace.Stop()
 	}
 	grace := h.opts.Grace
 	h.log.Info("publisher gone, waiting for it to return", "channel", lb.b.Channel, "broadcast", lb.b.ID, "grace", grace)
+	b := lb.b
+	h.notifyLocked(func(o Observer) {
+		if po, ok := o.(PublisherObserver); ok {
+			po.PublisherLost(b, detail)
+		}
+	})
 	lb.grace = time.AfterFunc(grace, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -851,6 +866,12 @@ func (h *Hub) begin(ch *channel, s *session, tracks Tracks) (*liveBroadcast, tim
 			}
 			lb.owner.Store(s)
 			h.log.Info("publisher returned, broadcast continues", "channel", ch.name, "broadcast", lb.b.ID)
+			b := lb.b
+			h.notifyLocked(func(o Observer) {
+				if po, ok := o.(PublisherObserver); ok {
+					po.PublisherReturned(b)
+				}
+			})
 			return lb, time.Duration(lb.next.Load())
 		}
 		h.endLocked(lb, EndNewTracks, "publisher returned with different codec parameters")
@@ -867,12 +888,7 @@ func (h *Hub) begin(ch *channel, s *session, tracks Tracks) (*liveBroadcast, tim
 	}
 	h.stats.broadcasts.Add(1)
 	h.log.Info("broadcast started", "channel", ch.name, "broadcast", b.ID, "tracks", tracks.String())
-	obs := append([]Observer(nil), h.observers...)
-	h.events.push(func() {
-		for _, o := range obs {
-			o.BroadcastStarted(b)
-		}
-	})
+	h.notifyLocked(func(o Observer) { o.BroadcastStarted(b) })
 	return lb, 0
 }
 
@@ -906,10 +922,17 @@ func (h *Hub) endLocked(lb *liveBroadcast, reason EndReason, detail string) {
 	h.log.Info("broadcast ended", "channel", lb.b.Channel, "broadcast", lb.b.ID, "reason", string(reason), "detail", detail,
 		"duration", time.Since(lb.b.Started).Round(time.Millisecond))
 	b := lb.b
+	h.notifyLocked(func(o Observer) { o.BroadcastEnded(b, reason, detail) })
+}
+
+// notifyLocked has call made for each observer, in order with every other
+// observer call, off the caller's goroutine (see eventQueue). h.mu is held,
+// so the order of the calls is the order of what they report.
+func (h *Hub) notifyLocked(call func(Observer)) {
 	obs := append([]Observer(nil), h.observers...)
 	h.events.push(func() {
 		for _, o := range obs {
-			o.BroadcastEnded(b, reason, detail)
+			call(o)
 		}
 	})
 }

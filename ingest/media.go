@@ -140,3 +140,25 @@ type Observer interface {
 	BroadcastStarted(b *Broadcast)
 	BroadcastEnded(b *Broadcast, reason EndReason, detail string)
 }
+
+// PublisherObserver is an Observer that is also told when a broadcast's
+// publisher drops (the broadcast waits out the grace period for it; a
+// takeover's old publisher counts) and when a publisher continues it within
+// the grace period. The calls come in order with the Observer's, on the same
+// goroutine: a PublisherLost always falls between the broadcast's
+// BroadcastStarted and BroadcastEnded, and a PublisherReturned follows its
+// PublisherLost.
+type PublisherObserver interface {
+	Observer
+	PublisherLost(b *Broadcast, detail string)
+	PublisherReturned(b *Broadcast)
+}
+
+// TakedownObserver is an Observer that is also told of every Hub.TakeDown,
+// in order with the Observer's calls and before the BroadcastEnded
+// (EndTakenDown) of the broadcast it ended. b is nil when the channel was not
+// live (the takedown only bans it); ban is zero for no ban.
+type TakedownObserver interface {
+	Observer
+	TakenDown(channel string, b *Broadcast, reason string, ban time.Duration)
+}

@@ -3,9 +3,6 @@ package moderation
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +19,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/onairhq/onair/internal/hooksig"
 )
 
 // maxReason bounds a verdict's reason, in bytes: it goes into logs, the API,
@@ -121,16 +120,16 @@ func cleanReason(s string) string {
 //
 // Deprecated: it signs the body alone, so a captured request can be replayed
 // (the body's sent_at is the only guard). Check TimedSignatureHeader.
-const SignatureHeader = "X-Onair-Signature"
+const SignatureHeader = hooksig.Header
 
 // TimedSignatureHeader carries "t=<unix seconds>,v1=<hex HMAC-SHA256 of
 // "<unix seconds>." followed by the body>": the time is signed with the body,
 // so a hook can refuse a request outside its replay window before it parses
 // anything (see VerifyTimedSignature).
-const TimedSignatureHeader = "X-Onair-Signature-256"
+const TimedSignatureHeader = hooksig.TimedHeader
 
 // ReplayWindow is how old a request VerifyTimedSignature accepts by default.
-const ReplayWindow = 5 * time.Minute
+const ReplayWindow = hooksig.ReplayWindow
 
 // maxAnswer bounds a webhook's answer; a verdict is a few hundred bytes.
 const maxAnswer = 64 << 10
@@ -254,52 +253,27 @@ func webhookBody(f *Frame, now time.Time) ([]byte, string, error) {
 }
 
 // Sign returns the X-Onair-Signature value for body: "sha256=" and the hex
-// HMAC-SHA256 of body keyed with secret.
-func Sign(secret, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
+// HMAC-SHA256 of body keyed with secret (internal/hooksig, shared with the
+// events webhook).
+func Sign(secret, body []byte) string { return hooksig.Sign(secret, body) }
 
 // VerifySignature reports whether header is a valid signature of body, in
 // constant time.
 //
 // Deprecated: use VerifyTimedSignature, which also refuses replays.
 func VerifySignature(secret, body []byte, header string) bool {
-	return hmac.Equal([]byte(Sign(secret, body)), []byte(header))
+	return hooksig.Verify(secret, body, header)
 }
 
 // SignTimed returns the X-Onair-Signature-256 value for body sent at now.
 func SignTimed(secret, body []byte, now time.Time) string {
-	ts := strconv.FormatInt(now.Unix(), 10)
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(ts + "."))
-	m.Write(body)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
+	return hooksig.SignTimed(secret, body, now)
 }
 
 // VerifyTimedSignature checks an X-Onair-Signature-256 header: the signature
 // over its time and body, in constant time, and the time within window of
-// now either way (window 0: ReplayWindow). Hooks written in Go can use it.
+// now either way (window 0: ReplayWindow). Hooks written in Go can use it,
+// for the moderation hook and the events webhook alike.
 func VerifyTimedSignature(secret, body []byte, header string, now time.Time, window time.Duration) error {
-	if window <= 0 {
-		window = ReplayWindow
-	}
-	tsPart, sigPart, ok := strings.Cut(header, ",")
-	ts, okT := strings.CutPrefix(tsPart, "t=")
-	_, okV := strings.CutPrefix(sigPart, "v1=")
-	if !ok || !okT || !okV {
-		return errors.New("malformed signature header")
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return errors.New("malformed signature time")
-	}
-	if !hmac.Equal([]byte(SignTimed(secret, body, time.Unix(sec, 0))), []byte(header)) {
-		return errors.New("signature does not match")
-	}
-	if d := now.Sub(time.Unix(sec, 0)); d > window || d < -window {
-		return fmt.Errorf("signed %v from now, outside the %v window", d.Round(time.Second), window)
-	}
-	return nil
+	return hooksig.VerifyTimed(secret, body, header, now, window)
 }

@@ -55,6 +55,8 @@ type app struct {
 	wg         sync.WaitGroup // the app's own goroutines
 	http       httpStats      // the HTTP server's guards (httpserver.go)
 	ready      readiness      // /readyz (readiness.go)
+
+	events *eventsWebhook // events-webhook's deliveries (events.go); nil: none
 }
 
 // newApp sets up onair's parts. channels are the configuration's; seed, if
@@ -192,6 +194,9 @@ func newApp(cfg Config, secret, adminToken string, channels []ingest.ChannelConf
 		return nil, err
 	}
 	a.hub.LoadBans(context.Background())
+	if a.events, err = newEventsWebhook(cfg, log.With("part", "events")); err != nil {
+		return nil, fmt.Errorf("set up events-webhook: %w", err)
+	}
 	a.mod, err = moderation.New(moderation.Options{
 		Interval:          cfg.ModerationInterval,
 		Sample:            moderation.SampleMode(cfg.ModerationSample),
@@ -213,6 +218,7 @@ func newApp(cfg Config, secret, adminToken string, channels []ingest.ChannelConf
 		DecoderIdle:       cfg.ModerationIdle,
 		Enforcer:          a,
 		OnRecord:          a.journalEvent,
+		OnFlag:            a.events.flagged,
 		Logger:            log.With("part", "moderation"),
 	})
 	if err != nil {
@@ -227,6 +233,9 @@ func newApp(cfg Config, secret, adminToken string, channels []ingest.ChannelConf
 	a.hub.AddObserver(broadcastNotices{a.chat})
 	if a.cluster != nil {
 		a.hub.AddObserver(a.cluster)
+	}
+	if a.events != nil {
+		a.hub.AddObserver(a.events)
 	}
 
 	a.web = web.New(web.Options{Logger: log.With("part", "web")})
@@ -320,6 +329,7 @@ func (a *app) close() {
 	a.wg.Wait()
 	a.mod.Close()
 	a.seg.Close()
+	a.events.close()
 	if c, ok := a.bus.(interface{ Close() error }); ok {
 		c.Close()
 	}
@@ -372,6 +382,7 @@ func (a *app) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	a.ready.writeMetrics(w)
 	a.http.writeMetrics(w)
+	a.events.writeMetrics(w)
 	writeProcessMetrics(w)
 }
 

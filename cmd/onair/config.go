@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/onairhq/onair/events"
 	"github.com/onairhq/onair/ingest"
 	"github.com/onairhq/onair/internal/clientip"
 	"github.com/onairhq/onair/moderation"
@@ -101,6 +102,11 @@ type Config struct {
 	EdgePurge           string        `key:"edge-purge" help:"base URLs of CDN edges (deploy/nginx's template) to purge a taken-down broadcast from, comma-separated, e.g. http://edge:80; a name is every address it resolves to"`
 	ModerationIdle      time.Duration `key:"moderation-decoder-idle" help:"how long an unused ffmpeg decoder process is kept before it is stopped"`
 	FFmpegPath          string        `key:"ffmpeg" help:"ffmpeg binary used to decode keyframes for screening and thumbnails"`
+
+	EventsWebhook  string        `key:"events-webhook" help:"URL receiving onair's events (publish started and stopped, publisher reconnecting and returned, taken down, moderation flag) as signed JSON POSTs, in order, retried until taken (docs/events.md)"`
+	EventsSecret   string        `key:"events-webhook-secret" help:"shared secret for the events webhook's HMAC signature (required with events-webhook)"`
+	EventsQueue    int           `key:"events-queue" help:"events kept in memory while the events webhook is slow or down; beyond that the oldest are dropped (counted)"`
+	EventsRetryMax time.Duration `key:"events-retry-max" help:"longest wait between two attempts to deliver an event the events webhook did not take (the wait starts at 1s and doubles)"`
 }
 
 func defaultConfig() Config {
@@ -160,7 +166,10 @@ func defaultConfig() Config {
 		ModerationMaxBan:    mod.MaxBan,
 		ModerationQueue:     mod.DecodeQueue,
 		ModerationIdle:      mod.DecoderIdle,
-		FFmpegPath:          "ffmpeg",
+
+		EventsQueue:    events.DefaultQueueSize,
+		EventsRetryMax: events.DefaultBackoffMax,
+		FFmpegPath:     "ffmpeg",
 	}
 }
 
@@ -510,7 +519,9 @@ func (c *Config) validate() error {
 	if c.ModerationIdle <= 0 {
 		bad("moderation-decoder-idle", "must be positive")
 	}
-	for key, u := range map[string]string{"publish-auth-webhook": c.PublishWebhook, "moderation-webhook": c.ModerationWebhook, "public-url": c.PublicURL, "node-addr": c.NodeAddr} {
+	c.validateEvents(bad)
+	for key, u := range map[string]string{"publish-auth-webhook": c.PublishWebhook, "moderation-webhook": c.ModerationWebhook,
+		"events-webhook": c.EventsWebhook, "public-url": c.PublicURL, "node-addr": c.NodeAddr} {
 		if u == "" {
 			continue
 		}

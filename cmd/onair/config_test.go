@@ -143,6 +143,10 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"negative decoders", nil, map[string]string{"ONAIR_MODERATION_DECODERS": "-1"}, "moderation-decoders"},
 		{"no decode queue", []string{"--moderation-decode-queue", "0"}, nil, "moderation-decode-queue"},
 		{"decoder idle", []string{"--config", write("moderation-decoder-idle: 0s\n")}, nil, "moderation-decoder-idle"},
+		{"events webhook unsigned", []string{"--events-webhook", "https://hooks.example.com/e"}, nil, "events-webhook-secret"},
+		{"bad events webhook", []string{"--events-webhook", "ftp://x", "--events-webhook-secret", "s"}, nil, "events-webhook"},
+		{"no events queue", []string{"--events-queue", "0"}, nil, "events-queue"},
+		{"events retry too short", []string{"--events-retry-max", "10ms"}, nil, "events-retry-max"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -7,10 +7,10 @@ import (
 )
 
 // secretKeys are the settings that hold a secret outright.
-var secretKeys = map[string]bool{"admin-token": true, "secret": true, "moderation-webhook-secret": true, "channel": true}
+var secretKeys = map[string]bool{"admin-token": true, "secret": true, "moderation-webhook-secret": true, "events-webhook-secret": true, "channel": true}
 
 // urlKeys are the settings whose URL may carry a password.
-var urlKeys = map[string]bool{"redis-url": true, "publish-auth-webhook": true, "moderation-webhook": true}
+var urlKeys = map[string]bool{"redis-url": true, "publish-auth-webhook": true, "moderation-webhook": true, "events-webhook": true}
 
 // secretFlags names the settings given as command-line flags that carry a
 // secret: every local user can read a process's arguments (ps, /proc/PID/cmdline).

@@ -109,6 +109,7 @@ func TestSecretFlagsWarn(t *testing.T) {
 		{[]string{"--channel", "main:key-secret-1", "--moderation-webhook-secret", "hook-secret"}, []string{"channel", "moderation-webhook-secret"}},
 		{[]string{"--redis-url", "redis://:pw-secret@127.0.0.1:6379/0"}, []string{"redis-url"}},
 		{[]string{"--redis-url", "redis://127.0.0.1:6379/0", "--moderation-webhook", "http://hook:hook-pass@127.0.0.1/x"}, []string{"moderation-webhook"}},
+		{[]string{"--events-webhook", "https://ev:ev-pass@hooks.example.com/e", "--events-webhook-secret", "ev-secret"}, []string{"events-webhook", "events-webhook-secret"}},
 		{[]string{"--hls-segment-count", "5"}, nil},
 	}
 	for _, c := range cases {
