@@ -68,6 +68,8 @@ type packager struct {
 	anchored   bool
 	warnedGOP  bool
 	recv       time.Time // when the frame being handled was received
+	record     func(*ingest.Broadcast, []byte) Sink
+	sink       Sink // the recording's; nil if not recorded
 	disc       bool      // the broadcast's first segment follows another one's
 	ending     bool      // closing the broadcast's last part
 }
@@ -386,6 +388,9 @@ func (p *packager) start(au ingest.AccessUnit) error {
 			return err
 		}
 		r.init = init
+		if p.record != nil {
+			p.sink = p.record(p.b, init)
+		}
 	}
 	r.codecs = codecsOf(p.b.Tracks, seqHeader)
 	if v := p.video; v != nil {
@@ -448,6 +453,9 @@ func (p *packager) closePart(end time.Duration, next *segment, from time.Duratio
 		} else {
 			pt := &part{data: data, dur: end - p.partStart, independent: p.partIndep, created: time.Now()}
 			p.w.addPart(p.seg, pt, next)
+			if p.sink != nil {
+				p.sink.Part(data, pt.dur, p.segStarted, next != nil || p.ending, p.seg.disc, p.seg.pdt)
+			}
 			p.m.parts.Add(1)
 			p.m.partBytes.Add(uint64(len(data)))
 			if !p.recv.IsZero() {

@@ -90,8 +90,23 @@ type Options struct {
 	// channel's window listed or hinted at (a takedown), for purging them
 	// from caches in front of the origin.
 	OnRemove func(channel string, paths []string)
+	// Record, if set, is asked at each broadcast's start (fMP4 variants
+	// only) for a Sink to hand its media to as it is packaged; nil: the
+	// broadcast is not recorded.
+	Record func(b *ingest.Broadcast, init []byte) Sink
 	// Logger receives the segmenter's logs; nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// Sink receives one broadcast's fMP4 media as it is packaged (see
+// Options.Record), on the packager's goroutine: it must not block. The
+// bytes are never modified afterwards.
+type Sink interface {
+	// Part is the next part; first says it starts a segment (disc: after a
+	// discontinuity; pdt: the segment's date), last that it completes one.
+	Part(data []byte, dur time.Duration, first, last, disc bool, pdt time.Time)
+	// End says the broadcast ended: no more parts come.
+	End(reason ingest.EndReason)
 }
 
 // config is what the packager and the origin derive from Options.
@@ -312,10 +327,16 @@ func (s *Segmenter) Consume(ctx context.Context, b *ingest.Broadcast, feed *inge
 	s.metrics.broadcasts.Add(1)
 
 	p, err := newPackager(&s.cfg, &s.metrics, win, b, log)
+	if err == nil && s.opts.Record != nil && !s.cfg.mpegts {
+		p.record = s.opts.Record
+	}
 	if err == nil {
 		err = p.run(ctx, feed)
 	}
 	reason := ingest.EndReasonOf(err)
+	if p != nil && p.sink != nil {
+		defer func() { p.sink.End(reason) }() // after the last part
+	}
 	switch {
 	case reason == ingest.EndTakenDown:
 		s.Remove(b.Channel)
