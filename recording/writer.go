@@ -41,10 +41,10 @@ type Writer struct {
 	meta Meta
 
 	ops     chan op
-	pending atomic.Int64 // bytes queued, not written yet
-	stopped atomic.Bool  // no more parts are taken
+	pending atomic.Int64           // bytes queued, not written yet
+	stopped atomic.Bool            // no more parts are taken
 	why     atomic.Pointer[string] // why it stopped before its broadcast ended
-	hidden  atomic.Bool  // taken down: not served
+	hidden  atomic.Bool            // taken down: not served
 	endOnce sync.Once
 	endc    chan struct{}
 	reason  ingest.EndReason // set before endc closes

@@ -70,8 +70,8 @@ type packager struct {
 	recv       time.Time // when the frame being handled was received
 	record     func(*ingest.Broadcast, []byte) Sink
 	sink       Sink // the recording's; nil if not recorded
-	disc       bool      // the broadcast's first segment follows another one's
-	ending     bool      // closing the broadcast's last part
+	disc       bool // the broadcast's first segment follows another one's
+	ending     bool // closing the broadcast's last part
 }
 
 func newPackager(cfg *config, m *metrics, w *window, b *ingest.Broadcast, log *slog.Logger) (*packager, error) {
