@@ -37,6 +37,7 @@ func (a *app) api() http.Handler {
 	mux.HandleFunc("GET /api/v1/channels/{name}", a.getChannel)
 	mux.HandleFunc("GET /api/v1/channels/{name}/thumbnail.jpg", a.thumbnail)
 	mux.HandleFunc("GET /api/v1/channels/{name}/moderation", a.admin(a.moderationStatus))
+	mux.HandleFunc("GET /api/v1/channels/{name}/health", a.channelHealth) // admin or the channel's moderator (health.go)
 	mux.HandleFunc("POST /api/v1/channels/{name}/takedown", a.admin(a.takeDown))
 	mux.HandleFunc("POST /api/v1/channels/{name}/unban", a.admin(a.unban))
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
