@@ -146,8 +146,8 @@ func (st *stats) warnings(set warnSet) []Warning {
 	}
 	if set&warnSwings != 0 {
 		out = append(out, Warning{CodeBitrateSwings, fmt.Sprintf(
-			"video bitrate swings %s–%s: viewers' players cannot plan for it; use CBR (Settings → Output → Streaming → Rate Control: CBR)",
-			mbits(st.videoMin), mbits(st.videoMax))})
+			"video bitrate swings %.1f–%s: viewers' players cannot plan for it; use CBR (Settings → Output → Streaming → Rate Control: CBR)",
+			float64(st.videoMin)/1e6, mbits(st.videoMax))})
 	}
 	if set&warnJumps != 0 {
 		out = append(out, Warning{CodeTimestampJumps, fmt.Sprintf(
