@@ -22,16 +22,17 @@ var aacLC48kStereo = []byte{0x11, 0x90}
 type synth struct {
 	seconds float64
 	fps     float64
-	gop     int                     // frames per keyframe interval
-	noAudio bool                    // no audio track at all
-	silent  bool                    // an audio track that sends nothing
-	frame   func(t float64) int     // bytes of a non-key frame at media time t; default 8 KB
-	drop    func(i int) bool        // frames the encoder never sends
-	jumpAt  float64                 // a forward timestamp jump of jump at this media time
-	jump    time.Duration           //
-	speed   float64                 // wall seconds per media second; default 1
-	sps     []byte                  // default testSPS
-	extra   func(*ingest.Broadcast) //
+	gop     int                 // frames per keyframe interval
+	noAudio bool                // no audio track at all
+	silent  bool                // an audio track that sends nothing
+	frame   func(t float64) int // bytes of a non-key frame at media time t; default 8 KB
+	drop    func(i int) bool    // frames the encoder never sends
+	jumpAt  float64             // a forward timestamp jump of jump at this media time
+	jump    time.Duration       //
+	pauseAt float64             // arrivals pause for pause at this media time (a reconnect)
+	pause   time.Duration       //
+	speed   float64             // wall seconds per media second; default 1
+	sps     []byte              // default testSPS
 }
 
 func (g synth) broadcast() *ingest.Broadcast {
@@ -68,6 +69,9 @@ func (g synth) units() []ingest.AccessUnit {
 		}
 		if g.jump > 0 && shift == 0 && dts.Seconds() >= g.jumpAt {
 			shift = g.jump
+		}
+		if g.pause > 0 && dts.Seconds() >= g.pauseAt {
+			t0, g.pause = t0.Add(g.pause), 0
 		}
 		for !g.noAudio && !g.silent && audioAt <= dts {
 			out = append(out, ingest.AccessUnit{Kind: ingest.KindAudio, DTS: audioAt + shift, PTS: audioAt + shift,
@@ -171,6 +175,7 @@ func TestMonitorWarnings(t *testing.T) {
 				t.Errorf("late %v s", r.LateSeconds)
 			}
 		}},
+		{"a publisher reconnecting is not late", with(func(g *synth) { g.pauseAt, g.pause = 10, 5*time.Second }), nil, nil},
 		{"H.264 4:4:4 profile", with(func(g *synth) {
 			g.sps = slices.Clone(testSPS)
 			g.sps[1] = 244

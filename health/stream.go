@@ -46,7 +46,8 @@ type stream struct {
 	mu      sync.Mutex
 	logged  warnSet
 	started bool
-	t0      time.Time     // arrival of the first unit
+	t0      time.Time     // arrival of the first unit, moved on by each stall (see add)
+	wall    time.Time     // arrival of the last unit
 	dts0    time.Duration // DTS of the first unit
 	lastDTS time.Duration // highest DTS seen
 	cur     int64         // newest media second
@@ -74,6 +75,15 @@ func (s *stream) add(au *ingest.AccessUnit) (rolled bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sec := int64(au.DTS / time.Second)
+	if !au.Received.IsZero() {
+		// A pause in arrivals (a publisher reconnecting within the grace
+		// period, a network stall) is not an encoder falling behind: it is
+		// left out of the lateness, which measures a steady shortfall.
+		if gap := au.Received.Sub(s.wall); !s.wall.IsZero() && !s.t0.IsZero() && gap > stallGap {
+			s.t0 = s.t0.Add(gap)
+		}
+		s.wall = au.Received
+	}
 	if !s.started {
 		s.started, s.t0, s.dts0, s.lastDTS = true, au.Received, au.DTS, au.DTS
 		s.cur, s.first = sec, sec
@@ -115,8 +125,9 @@ func (s *stream) stamp(bk *bucket, au *ingest.AccessUnit) {
 // clock went back (ingest holds it, never goes back); more than maxGap forward
 // is a jump, not a frame.
 const (
-	maxGap  = time.Second
-	minStep = 4 * time.Millisecond // 250 fps: smaller steps are not frames
+	stallGap = time.Second // no unit for this long: a stall, not a slow encoder
+	maxGap   = time.Second
+	minStep  = 4 * time.Millisecond // 250 fps: smaller steps are not frames
 )
 
 func (s *stream) addVideo(bk *bucket, au *ingest.AccessUnit) {
