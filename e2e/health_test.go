@@ -230,3 +230,42 @@ func TestStreamHealth(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterHealth: any web node answers a channel's health; the node
+// publishing it measures it (the request is passed on with its token).
+func TestClusterHealth(t *testing.T) {
+	needTools(t, "ffmpeg")
+	const admin = "e2e-cluster-health-admin-0123"
+	const secret = "e2e-cluster-health-secret-0123"
+	src := sharedSource(t, Source{Width: 320, Height: 180, FPS: 30, Seconds: 30, Video: true, Audio: true})
+	rurl := clusterRedis(t)
+	a := startNode(t, rurl, "all", "--admin-token", admin, "--secret", secret)
+	b := startNode(t, rurl, "origin,web", "--admin-token", admin, "--secret", secret, "--channel", "main:"+a.Key)
+	if _, status := healthReport(t, b, "main", admin); status != 409 {
+		t.Errorf("before the publisher: HTTP %d from node B, want 409", status)
+	}
+	Publish(t, src, a.RTMP+"/"+a.Key, true)
+	mod := chat.SignModeratorToken([]byte(secret), "main", time.Hour)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r, status := healthReport(t, b, "main", mod)
+		if status == 200 && r.Judged {
+			if r.Video == nil || r.Video.FPS < 29 || len(r.Warnings) != 0 {
+				t.Errorf("health through node B:\n%s", describe(r))
+			}
+			t.Logf("node B answered for node A: %.1f fps, keyframes every %.2f s, %d warning(s)", r.Video.FPS, r.Video.KeyframeInterval.Max, len(r.Warnings))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node B: HTTP %d, report %s", status, describe(r))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	other := chat.SignModeratorToken([]byte(secret), "elsewhere", time.Hour)
+	if _, status := healthReport(t, b, "main", other); status != 403 {
+		t.Errorf("another channel's moderator through node B: HTTP %d, want 403", status)
+	}
+	if _, status := healthReport(t, b, "main", ""); status != 401 {
+		t.Errorf("no token through node B: HTTP %d, want 401", status)
+	}
+}
