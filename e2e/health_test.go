@@ -57,9 +57,9 @@ func TestStreamHealth(t *testing.T) {
 	needTools(t, "ffmpeg")
 	const secret = "health-e2e-secret-0123456789"
 	const admin = "health-e2e-admin-0123456789"
-	const badKey, goodKey = "bad-key-0123456789", "good-key-0123456789"
+	const badKey, goodKey, slowKey = "bad-key-0123456789", "good-key-0123456789", "slow-key-0123456789"
 	srv := StartServer(t, "--secret", secret, "--admin-token", admin,
-		"--channel", "bad:"+badKey, "--channel", "good:"+goodKey)
+		"--channel", "bad:"+badKey, "--channel", "good:"+goodKey, "--channel", "slow:"+slowKey)
 
 	bad := EncodeFLV(t, Source{Width: 480, Height: 270, FPS: 15, GOP: 60, Seconds: 24, Video: true,
 		// 6 s of noise (CRF: several Mbit/s), 6 s of the plain test picture (a few hundred kbit/s).
@@ -67,8 +67,11 @@ func TestStreamHealth(t *testing.T) {
 	good := EncodeFLV(t, Source{Width: 640, Height: 360, FPS: 30, GOP: 30, Seconds: 10, Video: true, Audio: true, Bitrate: "2500k"})
 	Publish(t, bad, srv.RTMP+"/"+badKey, true)
 	Publish(t, good, srv.RTMP+"/"+goodKey, true)
+	// The good stream again, sent at 3/4 of real time: an encoder or upload that cannot keep up.
+	publishSlow(t, good, srv.RTMP+"/"+slowKey, 0.75)
 	waitState(t, srv, "bad", "live", 20*time.Second)
 	waitState(t, srv, "good", "live", 20*time.Second)
+	waitState(t, srv, "slow", "live", 20*time.Second)
 
 	badMod := chat.SignModeratorToken([]byte(secret), "bad", time.Hour)
 	goodMod := chat.SignModeratorToken([]byte(secret), "good", time.Hour)
@@ -146,6 +149,23 @@ func TestStreamHealth(t *testing.T) {
 		t.Errorf("good stream figures off:\n%s", describe(goodRep))
 	}
 
+	// --- The slow stream: media falls behind the wall clock.
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		r, _ := healthReport(t, srv, "slow", admin)
+		if slices.Contains(warningCodes(r), health.CodeLateMedia) {
+			t.Logf("slow stream (ffmpeg -readrate 0.75): %.2f s late after %.1f s of media; warnings %v", r.LateSeconds, r.MediaSeconds, warningCodes(r))
+			if codes := warningCodes(r); len(codes) != 1 {
+				t.Errorf("slow stream: warnings %v, want only %s", codes, health.CodeLateMedia)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slow stream: no %s warning:\n%s", health.CodeLateMedia, describe(r))
+		}
+		time.Sleep(time.Second)
+	}
+
 	// --- Refusals.
 	for _, c := range []struct {
 		name, channel, token string
@@ -189,7 +209,7 @@ func TestStreamHealth(t *testing.T) {
 		t.Fatalf("onair status: %v\n%s", err, out)
 	}
 	t.Logf("onair status:\n%s", out)
-	for _, want := range []string{"2 live", "bad", "good", "4 warning(s)", "ok", "bad: keyframe interval is"} {
+	for _, want := range []string{"3 live", "bad", "good", "4 warning(s)", "ok", "bad: keyframe interval is", "slow: media arrives slower than real time"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("onair status lacks %q", want)
 		}
@@ -229,6 +249,22 @@ func TestStreamHealth(t *testing.T) {
 			}
 		}
 	}
+}
+
+// publishSlow publishes file looped at rate times real time (ffmpeg -readrate).
+func publishSlow(t *testing.T, file, url string, rate float64) *Publisher {
+	t.Helper()
+	p := &Publisher{done: make(chan struct{})}
+	p.cmd = exec.Command("ffmpeg", "-hide_banner", "-loglevel", "warning", "-readrate", fmt.Sprint(rate),
+		"-stream_loop", "-1", "-i", file, "-c", "copy", "-f", "flv", url)
+	p.cmd.Stdout = lockedWriter{&p.mu, &p.out}
+	p.cmd.Stderr = lockedWriter{&p.mu, &p.out}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start ffmpeg: %v", err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(p.Kill)
+	return p
 }
 
 // TestClusterHealth: any web node answers a channel's health; the node

@@ -87,6 +87,11 @@ export class HealthPanel {
 
   async poll() {
     clearTimeout(this.timer);
+    if (document.hidden) {
+      // A background tab asks nothing; it catches up when shown again.
+      this.timer = setTimeout(() => this.poll(), POLL_MS);
+      return;
+    }
     let again = true;
     try {
       const res = await fetch(`${channelURL(this.channel)}/health`, {
