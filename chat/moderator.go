@@ -2,8 +2,28 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrModeratorCheckUnavailable is what CheckModerator returns (wrapped) when
+// the revocation list cannot be read right now: try again, do not refuse for good.
+var ErrModeratorCheckUnavailable = errors.New("moderator status cannot be checked right now")
+
+// CheckModerator verifies token as a moderator token of channel the way
+// joining chat does: signature, expiry and revocation. It returns nil for a
+// good token; an error wrapping ErrModeratorCheckUnavailable when revocation
+// cannot be checked; any other error when the token is no good.
+func (s *Server) CheckModerator(channel, token string) error {
+	switch _, code, msg := s.checkModerator(channel, token); code {
+	case "":
+		return nil
+	case codeUnavailable:
+		return ErrModeratorCheckUnavailable
+	default:
+		return errors.New(msg)
+	}
+}
 
 // checkModerator verifies a moderator token for channel: signature, expiry and revocation.
 // It returns the token, or the error code and message to send: codeBadToken for a token

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -168,6 +169,38 @@ func TestTimeoutSecondsChecked(t *testing.T) {
 		mod.write(map[string]any{"type": "timeout", "user": uid, "seconds": secs})
 		if ev := mod.next("timeout"); ev["seconds"] != want {
 			t.Fatalf("seconds %d: %v", secs, ev)
+		}
+	}
+}
+
+// CheckModerator answers as joining does: good, forged, for another channel, expired, revoked.
+func TestCheckModerator(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "revoked-tokens")
+	rev, err := NewFileRevocations(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions()
+	o.Revocations = rev
+	n := startNode(t, o)
+	good := SignModeratorToken(o.Secret, "main", time.Hour)
+	if err := n.srv.CheckModerator("main", good); err != nil {
+		t.Fatalf("good token: %v", err)
+	}
+	revoked := SignModeratorToken(o.Secret, "main", time.Hour)
+	mt, _ := ParseModeratorToken(revoked)
+	if err := rev.Revoke(context.Background(), mt.ID, mt.Expires); err != nil {
+		t.Fatal(err)
+	}
+	for name, tok := range map[string]string{
+		"forged":          SignModeratorToken([]byte("another-secret"), "main", time.Hour),
+		"another channel": SignModeratorToken(o.Secret, "other", time.Hour),
+		"expired":         SignModeratorToken(o.Secret, "main", -time.Second),
+		"revoked":         revoked,
+		"garbage":         "not-a-token",
+	} {
+		if err := n.srv.CheckModerator("main", tok); err == nil || errors.Is(err, ErrModeratorCheckUnavailable) {
+			t.Errorf("%s token: %v, want refused", name, err)
 		}
 	}
 }

@@ -132,6 +132,7 @@ func TestStatic(t *testing.T) {
 		"/static/directory.js": "text/javascript; charset=utf-8",
 		"/static/chat.js":      "text/javascript; charset=utf-8",
 		"/static/chat-ui.js":   "text/javascript; charset=utf-8",
+		"/static/health-ui.js": "text/javascript; charset=utf-8",
 		"/static/player.js":    "text/javascript; charset=utf-8",
 		"/static/common.js":    "text/javascript; charset=utf-8",
 		"/static/app.css":      "text/css; charset=utf-8",

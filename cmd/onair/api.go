@@ -37,6 +37,7 @@ type access int
 const (
 	public access = iota
 	adminOnly
+	streamer // the admin token or a moderator token of the channel; the handler checks
 )
 
 // apiRoute is one route of the API; docs/openapi.yaml describes each (a test checks).
@@ -56,6 +57,7 @@ func (a *app) apiRoutes() []apiRoute {
 		{"DELETE", "/api/v1/channels/{name}", adminOnly, a.deleteChannel},
 		{"GET", "/api/v1/channels/{name}/thumbnail.jpg", public, a.thumbnail},
 		{"GET", "/api/v1/channels/{name}/moderation", adminOnly, a.moderationStatus},
+		{"GET", "/api/v1/channels/{name}/health", streamer, a.channelHealth}, // health.go
 		{"GET", "/api/v1/channels/{name}/keys", adminOnly, a.listKeys},
 		{"POST", "/api/v1/channels/{name}/keys", adminOnly, a.addKey},
 		{"POST", "/api/v1/channels/{name}/keys/{id}/rotate", adminOnly, a.rotateKey},

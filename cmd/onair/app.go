@@ -17,6 +17,7 @@ import (
 	"github.com/onairhq/onair/bans"
 	"github.com/onairhq/onair/catalog"
 	"github.com/onairhq/onair/chat"
+	"github.com/onairhq/onair/health"
 	"github.com/onairhq/onair/ingest"
 	"github.com/onairhq/onair/internal/clientip"
 	"github.com/onairhq/onair/moderation"
@@ -36,6 +37,7 @@ type app struct {
 	hub        *ingest.Hub
 	seg        *segmenter.Segmenter
 	mod        *moderation.Moderator
+	health     *health.Monitor
 	chat       *chat.Server
 	bus        chat.Bus
 	busName    string
@@ -230,6 +232,8 @@ func newApp(cfg Config, secret, adminToken string, channels []ingest.ChannelConf
 	a.thumbnails = a.mod.ThumbnailHandler()
 	a.hub.AddConsumer(a.seg)
 	a.hub.AddConsumer(a.mod)
+	a.health = health.New(health.Options{SegmentDuration: cfg.HLSSegmentDuration, Logger: log.With("part", "health")})
+	a.hub.AddConsumer(a.health)
 	a.hub.AddObserver(broadcastNotices{a.chat})
 	if a.cluster != nil {
 		a.hub.AddObserver(a.cluster)

@@ -65,7 +65,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			t.Errorf("%s is public but docs/openapi.yaml asks for the admin token", key)
 		case rt.access == adminOnly && openToAll:
 			t.Errorf("%s needs the admin token but docs/openapi.yaml says it is public", key)
-		case rt.access == adminOnly && op.Responses["401"] == nil:
+		case rt.access == streamer && (op.Security == nil || len(*op.Security) != 2):
+			t.Errorf("%s takes the admin or the channel's moderator token but docs/openapi.yaml says otherwise", key)
+		case rt.access != public && op.Responses["401"] == nil:
 			t.Errorf("%s: docs/openapi.yaml lists no 401 answer", key)
 		}
 	}

@@ -5,6 +5,7 @@
 import { fetchJSON, channelURL, channelState, liveFor, plural, resolution, bitrate } from "./common.js";
 import { Player } from "./player.js";
 import { ChatView } from "./chat-ui.js";
+import { HealthPanel, takeAdminToken } from "./health-ui.js";
 
 const POLL_MS = 3000;
 const RETRY_MS = 2000;
@@ -235,6 +236,9 @@ setInterval(() => {
   if (player.running) render();
 }, 500);
 
+// Before the chat view takes "#mod=": "#admin=" is read and removed first.
+const adminToken = takeAdminToken();
+
 new ChatView(channel, {
   hook,
   onSystem(ev) {
@@ -250,6 +254,9 @@ new ChatView(channel, {
     }
   },
 });
+
+// The streamer's panel: only with a moderator or admin token in this tab.
+new HealthPanel(channel, { hook, adminToken });
 
 document.addEventListener("visibilitychange", () => {
   if (!document.hidden) poll();
