@@ -66,6 +66,8 @@ func (a *app) apiRoutes() []apiRoute {
 		{"POST", "/api/v1/channels/{name}/end", adminOnly, a.endBroadcast},
 		{"POST", "/api/v1/channels/{name}/takedown", adminOnly, a.takeDown},
 		{"POST", "/api/v1/channels/{name}/unban", adminOnly, a.unban},
+		{"GET", "/api/v1/channels/{name}/recordings", public, a.listRecordings}, // recordings.go
+		{"DELETE", "/api/v1/channels/{name}/recordings/{id}", adminOnly, a.deleteRecording},
 		{"GET", "/api/v1/events", adminOnly, a.listEvents},
 	}
 }
@@ -165,14 +167,19 @@ func (a *app) channelStatus(name string) (ingest.ChannelStatus, bool) {
 // admin guards an action with the admin bearer token.
 func (a *app) admin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(a.adminToken)) != 1 {
+		if !a.isAdmin(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="onair"`)
 			writeError(w, http.StatusUnauthorized, "admin bearer token required")
 			return
 		}
 		next(w, r)
 	}
+}
+
+// isAdmin reports whether r carries the admin bearer token (compared in constant time).
+func (a *app) isAdmin(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(a.adminToken)) == 1
 }
 
 func (a *app) takeDown(w http.ResponseWriter, r *http.Request) {

@@ -22,6 +22,7 @@ import (
 	"github.com/onairhq/onair/internal/clientip"
 	"github.com/onairhq/onair/moderation"
 	"github.com/onairhq/onair/purge"
+	"github.com/onairhq/onair/recording"
 	"github.com/onairhq/onair/segmenter"
 	"github.com/onairhq/onair/web"
 )
@@ -49,6 +50,7 @@ type app struct {
 	thumbnails http.Handler  // the moderation decoder's thumbnails of channels published here
 	edges      *purge.Edges  // CDN edges to purge taken-down broadcasts from; nil: none
 	web        http.Handler
+	rec        *recording.Recorder
 	catalog    *catalog.Catalog // channels made through the API
 	journal    *journal         // moderation events and takedowns in Redis; nil without redis-url
 	channelsMu sync.Mutex
@@ -127,6 +129,9 @@ func newApp(cfg Config, secret, adminToken string, channels []ingest.ChannelConf
 	}
 
 	// Media.
+	if a.rec, err = recording.New(recordingOptions(cfg, a.purgeEdges, log.With("part", "recording"))); err != nil {
+		return nil, err
+	}
 	a.seg, err = segmenter.New(segmenter.Options{
 		Variant:         cfg.HLSVariant,
 		SegmentDuration: cfg.HLSSegmentDuration,
@@ -143,7 +148,13 @@ func newApp(cfg Config, secret, adminToken string, channels []ingest.ChannelConf
 			}
 		},
 		OnRemove: a.purgeEdges,
-		Logger:   log.With("part", "segmenter"),
+		Record: func(b *ingest.Broadcast, init []byte) segmenter.Sink {
+			if w := a.rec.Start(b, init); w != nil {
+				return w
+			}
+			return nil
+		},
+		Logger: log.With("part", "segmenter"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up HLS segmenter: %w", err)
@@ -333,6 +344,7 @@ func (a *app) close() {
 	a.wg.Wait()
 	a.mod.Close()
 	a.seg.Close()
+	a.rec.Close() // after the segmenter: every recording has its end
 	a.events.close()
 	if c, ok := a.bus.(interface{ Close() error }); ok {
 		c.Close()
@@ -356,6 +368,7 @@ func (a *app) routes() http.Handler {
 			h.relay = a.cluster.relay
 		}
 		mux.Handle("/hls/", h)
+		mux.Handle("/vod/", a.rec.Handler())
 	}
 	if a.roles.has(roleChat) {
 		mux.Handle("/chat/", a.chat)
@@ -387,6 +400,7 @@ func (a *app) metrics(w http.ResponseWriter, r *http.Request) {
 	a.ready.writeMetrics(w)
 	a.http.writeMetrics(w)
 	a.events.writeMetrics(w)
+	writeCollector(w, a.rec)
 	writeProcessMetrics(w)
 }
 

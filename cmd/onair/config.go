@@ -18,6 +18,8 @@ import (
 	"github.com/onairhq/onair/ingest"
 	"github.com/onairhq/onair/internal/clientip"
 	"github.com/onairhq/onair/moderation"
+	"github.com/onairhq/onair/recording"
+	"github.com/onairhq/onair/segmenter"
 )
 
 // Config is every setting of `onair serve`. Each field tagged `key` is settable, in
@@ -106,6 +108,10 @@ type Config struct {
 	EventsWebhook  string        `key:"events-webhook" help:"URL receiving onair's events (publish started and stopped, publisher reconnecting and returned, taken down, moderation flag) as signed JSON POSTs, in order, retried until taken (docs/events.md)"`
 	EventsSecret   string        `key:"events-webhook-secret" help:"shared secret for the events webhook's HMAC signature (required with events-webhook)"`
 	EventsQueue    int           `key:"events-queue" help:"events kept in memory while the events webhook is slow or down; beyond that the oldest are dropped (counted)"`
+	Record         string        `key:"record" help:"record broadcasts into DATA-DIR/recordings for replays: all, or comma-separated channel names; empty: off (needs the lowlatency or fmp4 hls-variant)"`
+	RecordMaxAge   time.Duration `key:"record-max-age" help:"recordings older than this are removed (0: kept until record-max-mb removes them)"`
+	RecordMaxMB    int           `key:"record-max-mb" help:"most MiB of recordings kept per channel; the oldest are removed first, never the one being recorded (0: no limit)"`
+	RecordTakedown string        `key:"record-takedown" help:"what a taken-down broadcast's recording becomes: hide (kept for review, never served) or delete"`
 	EventsRetryMax time.Duration `key:"events-retry-max" help:"longest wait between two attempts to deliver an event the events webhook did not take (the wait starts at 1s and doubles)"`
 }
 
@@ -168,6 +174,7 @@ func defaultConfig() Config {
 		ModerationIdle:      mod.DecoderIdle,
 
 		EventsQueue:    events.DefaultQueueSize,
+		RecordTakedown: recording.TakedownHide,
 		EventsRetryMax: events.DefaultBackoffMax,
 		FFmpegPath:     "ffmpeg",
 	}
@@ -490,6 +497,25 @@ func (c *Config) validate() error {
 	}
 	if _, err := parseRoles(c.Roles); err != nil {
 		bad("roles", "%v", err)
+	}
+	if c.Record != "" {
+		for _, n := range strings.Split(c.Record, ",") {
+			if n = strings.TrimSpace(n); n != "all" && !ingest.ValidChannelName(n) {
+				bad("record", "%q is neither all nor a channel name", n)
+			}
+		}
+		if c.HLSVariant == segmenter.VariantMPEGTS {
+			bad("record", "recordings are fMP4: set hls-variant to lowlatency or fmp4")
+		}
+	}
+	if c.RecordMaxAge < 0 {
+		bad("record-max-age", "must not be negative")
+	}
+	if c.RecordMaxMB < 0 {
+		bad("record-max-mb", "must not be negative")
+	}
+	if c.RecordTakedown != recording.TakedownHide && c.RecordTakedown != recording.TakedownDelete {
+		bad("record-takedown", "must be hide or delete, got %q", c.RecordTakedown)
 	}
 	if c.RegistryTTL < time.Second || c.RegistryTTL > time.Minute {
 		bad("registry-ttl", "must be between 1s and 1m")

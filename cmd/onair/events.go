@@ -139,8 +139,13 @@ func (e *eventsWebhook) writeMetrics(w io.Writer) {
 	if e == nil {
 		return
 	}
+	writeCollector(w, e.n)
+}
+
+// writeCollector writes what c collects in the text format.
+func writeCollector(w io.Writer, c prometheus.Collector) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(e.n)
+	reg.MustRegister(c)
 	mfs, err := reg.Gather()
 	if err != nil {
 		return

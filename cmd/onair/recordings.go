@@ -1,0 +1,85 @@
+package main
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/onairhq/onair/recording"
+)
+
+// recordingOptions maps the record-* settings onto recording.Options.
+func recordingOptions(cfg Config, onHide func(string, []string), log *slog.Logger) recording.Options {
+	all, names := false, map[string]bool{}
+	for _, n := range strings.Split(cfg.Record, ",") {
+		switch n = strings.TrimSpace(n); n {
+		case "":
+		case "all":
+			all = true
+		default:
+			names[n] = true
+		}
+	}
+	return recording.Options{
+		Dir:      filepath.Join(cfg.DataDir, "recordings"),
+		Record:   func(channel string) bool { return all || names[channel] },
+		MaxAge:   cfg.RecordMaxAge,
+		MaxBytes: int64(cfg.RecordMaxMB) << 20,
+		Takedown: cfg.RecordTakedown,
+		OnHide:   onHide,
+		Logger:   log,
+	}
+}
+
+// recordingView is a recording as the API lists it.
+type recordingView struct {
+	ID       string    `json:"id"`
+	Channel  string    `json:"channel"`
+	Start    time.Time `json:"start"`
+	Duration float64   `json:"duration"` // seconds
+	Size     int64     `json:"size"`     // bytes
+	State    string    `json:"state"`    // recording, complete, hidden (admins only)
+	Stopped  string    `json:"stopped,omitempty"`
+	Playlist string    `json:"playlist"`
+	Watch    string    `json:"watch"`
+}
+
+func viewRecording(m recording.Meta) recordingView {
+	base := "/vod/" + m.Channel + "/" + m.ID + "/"
+	return recordingView{ID: m.ID, Channel: m.Channel, Start: m.Started, Duration: m.Duration.Seconds(), Size: m.Size,
+		State: string(m.State), Stopped: m.Stopped, Playlist: base + "index.m3u8", Watch: "/replay/" + m.Channel + "/" + m.ID}
+}
+
+// listRecordings lists a channel's replays, newest first; with the admin
+// token, hidden (taken-down) ones too.
+func (a *app) listRecordings(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, ok := a.channelStatus(name); !ok {
+		writeError(w, http.StatusNotFound, "no such channel")
+		return
+	}
+	views := []recordingView{}
+	for _, m := range a.rec.List(name, a.isAdmin(r)) {
+		views = append(views, viewRecording(m))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"recordings": views})
+}
+
+// deleteRecording removes a recording (not the one being recorded).
+func (a *app) deleteRecording(w http.ResponseWriter, r *http.Request) {
+	switch err := a.rec.Delete(r.PathValue("name"), r.PathValue("id")); {
+	case errors.Is(err, recording.ErrNotFound):
+		writeError(w, http.StatusNotFound, "no such recording")
+	case errors.Is(err, recording.ErrLive):
+		writeError(w, http.StatusConflict, err.Error())
+	case err != nil:
+		a.log.Error("recording not deleted", "err", err)
+		writeError(w, http.StatusInternalServerError, "the recording could not be deleted")
+	default:
+		a.log.Info("recording deleted through the API", "channel", r.PathValue("name"), "recording", r.PathValue("id"))
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
