@@ -28,6 +28,7 @@ Usage:
   onair config check FILE                   check a configuration file, naming every problem
   onair healthcheck [URL]                   exit 0 when the node's /readyz (or URL) answers 2xx within 2 s
   onair status [--url URL]                  one screen: channels, viewers, stream health (admin token)
+  onair recording export ID FILE.mp4        write a recording as one MP4 (for download or upload)
   onair load publish|watch|input|channels   load-test a server (RTMP publishers, playlist watcher)
 
 Run "onair serve -h" for every setting; each is also a YAML key and an ONAIR_* variable.
@@ -65,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = healthcheckCommand(args[1:], stdout)
 	case "status":
 		err = statusCommand(args[1:], stdout, stderr)
+	case "recording":
+		err = recordingCommand(context.Background(), args[1:], stdout, stderr)
 	case "load":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()

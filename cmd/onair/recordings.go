@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -82,4 +86,37 @@ func (a *app) deleteRecording(w http.ResponseWriter, r *http.Request) {
 		a.log.Info("recording deleted through the API", "channel", r.PathValue("name"), "recording", r.PathValue("id"))
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// recordingCommand runs "onair recording export ID FILE.mp4".
+func recordingCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const use = "usage: onair recording export ID FILE.mp4 [--data-dir DIR] [--ffmpeg PATH]"
+	if len(args) == 0 || args[0] != "export" {
+		return errors.New(use)
+	}
+	fs := flag.NewFlagSet("onair recording export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", firstSet(envLookup("ONAIR_DATA_DIR"), defaultConfig().DataDir), "data directory of the server")
+	ffmpeg := fs.String("ffmpeg", firstSet(envLookup("ONAIR_FFMPEG"), defaultConfig().FFmpegPath), "ffmpeg program")
+	var pos []string
+	for rest := args[1:]; ; {
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+	if len(pos) != 2 {
+		return errors.New(use)
+	}
+	start := time.Now()
+	m, err := recording.Export(ctx, filepath.Join(*dataDir, "recordings"), pos[0], pos[1], *ffmpeg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "exported %s (channel %s, %s, started %s) to %s in %s\n", m.ID, m.Channel,
+		m.Duration.Round(time.Second), m.Started.Format(time.RFC3339), pos[1], time.Since(start).Round(time.Millisecond))
+	return nil
 }
