@@ -81,6 +81,7 @@ func TestRTMPSPublishAndCertificateReload(t *testing.T) {
 			t.Errorf("serve: %v", err)
 		}
 		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
 		}
 	})
 	var httpAddr, rtmpsAddr string
