@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,6 +179,16 @@ func TestRTMPSPublishAndCertificateReload(t *testing.T) {
 	})
 	if s := serial(); s != 2 {
 		t.Fatalf("serial %d after an expired replacement, want 2", s)
+	}
+
+	// SIGHUP rereads the files at once.
+	renew(testcert.Spec{Serial: 4})
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitUntil(t, "the reload on SIGHUP", 2*time.Second, func() bool {
+		return strings.Contains(logs.String()[since:], "TLS certificate files reread on SIGHUP")
+	})
+	if s := serial(); s != 4 {
+		t.Fatalf("serial %d after SIGHUP, want 4", s)
 	}
 
 	if tail := logs.String()[since:]; strings.Contains(tail, "broadcast ended") || strings.Contains(tail, "publisher disconnected") {

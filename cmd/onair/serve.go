@@ -199,9 +199,9 @@ func listenRTMPS(cfg Config, log *slog.Logger) (*certfile.Pair, net.Listener, er
 // reloadCertificate re-reads RTMPS's certificate files on SIGHUP (they are
 // also reloaded by themselves within seconds of a change).
 func reloadCertificate(certs *certfile.Pair, log *slog.Logger) {
-	changed, err := certs.Reload()
-	if err == nil && !changed {
-		log.Info("TLS certificate files reread: unchanged", append(certs.Describe(), "part", "tls")...)
+	changed, err := certs.Reload() // a new certificate, or refused files, are logged by certs
+	if err == nil {
+		log.Info("TLS certificate files reread on SIGHUP", append([]any{"part", "tls", "changed", changed}, certs.Describe()...)...)
 	}
 }
 
