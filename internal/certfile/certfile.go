@@ -48,8 +48,9 @@ type Pair struct {
 
 	cur atomic.Pointer[tls.Certificate]
 
-	mu   sync.Mutex // serializes loads
-	seen stamp      // the files as last loaded or refused; zero while unreadable
+	mu     sync.Mutex // serializes loads
+	seen   stamp      // the files as last loaded or refused; zero while unreadable
+	warned time.Time  // when an expiry warning was logged last
 }
 
 // stamp identifies a version of the two files.
@@ -73,6 +74,7 @@ func Load(certPath, keyPath string, log *slog.Logger) (*Pair, error) {
 	}
 	p.cur.Store(c)
 	p.seen = st
+	p.warnExpiry()
 	return p, nil
 }
 
@@ -98,6 +100,9 @@ func (p *Pair) Run(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 			p.check(false)
+			p.mu.Lock()
+			p.warnExpiry()
+			p.mu.Unlock()
 		}
 	}
 }
@@ -136,7 +141,23 @@ func (p *Pair) check(force bool) (bool, error) {
 		return false, nil
 	}
 	p.log.Info("TLS certificate reloaded", describe(c.Leaf)...)
+	p.warned = time.Time{}
+	p.warnExpiry()
 	return true, nil
+}
+
+// warnExpiry logs, at most once a day, that the certificate in use expires
+// soon: in less than a third of its lifetime or a week, whichever is less,
+// when its renewal should long have replaced it.
+func (p *Pair) warnExpiry() {
+	leaf := p.cur.Load().Leaf
+	now := p.now()
+	left := leaf.NotAfter.Sub(now)
+	if left > min(7*24*time.Hour, leaf.NotAfter.Sub(leaf.NotBefore)/3) || now.Sub(p.warned) < 24*time.Hour {
+		return
+	}
+	p.warned = now
+	p.log.Warn("TLS certificate expires soon and has not been renewed", append(describe(leaf), "left", left.Round(time.Minute).String())...)
 }
 
 func (p *Pair) stat() (stamp, error) {

@@ -181,3 +181,32 @@ func TestRunPicksUpRenewal(t *testing.T) {
 	}
 	t.Logf("renewal picked up in %v (interval 100ms)", time.Since(start).Round(time.Millisecond))
 }
+
+// A certificate near its end is warned about at load and once a day after.
+func TestExpiryWarning(t *testing.T) {
+	certPath, keyPath := testcert.Files(t, testcert.Spec{NotBefore: time.Now().Add(-80 * 24 * time.Hour), NotAfter: time.Now().Add(3 * 24 * time.Hour)})
+	logs := &logBuf{}
+	p, err := Load(certPath, keyPath, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(logs.String(), "expires soon") != 1 || !strings.Contains(logs.String(), "left=72h0m0s") && !strings.Contains(logs.String(), "left=71h59m0s") {
+		t.Fatalf("log: %s", logs.String())
+	}
+	p.warnExpiry()
+	if n := strings.Count(logs.String(), "expires soon"); n != 1 {
+		t.Fatalf("warned %d times within a day", n)
+	}
+	p.now = func() time.Time { return time.Now().Add(25 * time.Hour) }
+	p.warnExpiry()
+	if n := strings.Count(logs.String(), "expires soon"); n != 2 {
+		t.Fatalf("warned %d times after a day", n)
+	}
+
+	// A fresh certificate, even a short-lived one, is no warning.
+	logs = &logBuf{}
+	c, k := testcert.Files(t, testcert.Spec{NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(6 * 24 * time.Hour)})
+	if _, err := Load(c, k, slog.New(slog.NewTextHandler(logs, nil))); err != nil || logs.String() != "" {
+		t.Fatalf("err %v, log %q", err, logs.String())
+	}
+}
