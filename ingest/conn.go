@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -20,7 +21,9 @@ type ioRWC = io.ReadWriteCloser
 // through the chunk guard, holds a pre-publish connection to an absolute
 // deadline, enforces an idle deadline on reads, and remembers why it was closed.
 type conn struct {
-	nc      net.Conn
+	nc      net.Conn  // what RTMP is read from and written to: the TCP or the TLS connection
+	tcp     net.Conn  // the TCP connection, closed without waiting on the peer
+	tls     *tls.Conn // nc, for an RTMPS connection
 	hub     *Hub
 	guard   *chunkGuard
 	tracked bool   // counted in hub.conns / connWG
@@ -43,7 +46,10 @@ type conn struct {
 }
 
 func newConn(nc net.Conn, h *Hub) *conn {
-	c := &conn{nc: nc, hub: h, guard: newChunkGuard(), ip: remoteIP(nc)}
+	c := &conn{nc: nc, tcp: nc, hub: h, guard: newChunkGuard(), ip: remoteIP(nc)}
+	if tc, ok := nc.(*tls.Conn); ok {
+		c.tls, c.tcp = tc, tc.NetConn()
+	}
 	c.key = addrKey(c.ip)
 	c.accepted = time.Now()
 	c.publishBy = c.accepted.Add(h.opts.PublishTimeout)
@@ -159,11 +165,13 @@ func (c *conn) Write(p []byte) (int, error) {
 	return c.nc.Write(p)
 }
 
-// Close closes the connection once; later calls do nothing.
+// Close closes the connection once; later calls do nothing. An RTMPS
+// connection is closed without TLS's close_notify alert: sending it may wait
+// seconds on a peer that does not read, and RTMP has its own goodbyes.
 func (c *conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
-		err = c.nc.Close()
+		err = c.tcp.Close()
 		c.hub.connClosed(c)
 	})
 	return err
@@ -172,7 +180,7 @@ func (c *conn) Close() error {
 // kill closes the TCP connection with a reason; the read loop then ends.
 func (c *conn) kill(reason string) {
 	c.setReason(reason)
-	_ = c.nc.Close()
+	_ = c.tcp.Close()
 }
 
 func (c *conn) setReason(r string) {

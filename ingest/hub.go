@@ -346,8 +346,14 @@ func (h *Hub) AddObserver(o Observer) {
 }
 
 // Serve accepts RTMP connections on ln until ctx is done or Shutdown is called.
-// It closes ln. It returns nil when stopped by ctx or Shutdown.
+// It closes ln. It returns nil when stopped by ctx or Shutdown. A hub may
+// serve several listeners at once (RTMP and RTMPS, see ServeTLS): their
+// connections share its channels and limits, and Shutdown stops them all.
 func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
+	return h.serve(ctx, ln, "rtmp")
+}
+
+func (h *Hub) serve(ctx context.Context, ln net.Listener, scheme string) error {
 	srv := rtmp.NewServer(&rtmp.ServerConfig{OnConnect: h.onConnect})
 	wl := &listener{Listener: ln, hub: h, srv: srv}
 	stop := make(chan struct{})
@@ -361,14 +367,14 @@ func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		srv.Close()
 	}()
-	h.log.Info("rtmp ingest listening", "addr", ln.Addr().String(), "app", h.opts.App)
+	h.log.Info(scheme+" ingest listening", "addr", ln.Addr().String(), "app", h.opts.App)
 	err := srv.Serve(wl)
 	close(stop)
 	<-watchDone
 	if ctx.Err() != nil || h.ctx.Err() != nil || wl.stopped.Load() {
 		return nil
 	}
-	return fmt.Errorf("rtmp serve: %w", err)
+	return fmt.Errorf("%s serve: %w", scheme, err)
 }
 
 // listener wraps the net.Listener: it tracks accepted connections and turns
@@ -408,6 +414,8 @@ func (l *listener) Accept() (net.Conn, error) {
 // then fails on them without reading anything. It waits for the client's
 // first handshake bytes before go-rtmp allocates its buffers (about 90 KiB a
 // connection), so a connection that never speaks costs a goroutine and little else.
+// An RTMPS connection does its TLS handshake first, here on its own
+// goroutine (never in the accept loop), within the same publish deadline.
 func (h *Hub) onConnect(nc net.Conn) (rwc ioRWC, cfg *rtmp.ConnConfig) {
 	defer func() {
 		// go-rtmp calls this on its connection goroutine, outside any recover.
@@ -423,8 +431,10 @@ func (h *Hub) onConnect(nc net.Conn) (rwc ioRWC, cfg *rtmp.ConnConfig) {
 		h.stats.refuse(reason)
 		h.refusals.warn(reason, msg, append([]any{"remote", c.ip}, args...)...)
 		nc.Close()
+	} else if err := c.handshakeTLS(); err != nil {
+		c.kill("TLS handshake failed")
 	} else if err := c.awaitHello(); err != nil {
-		nc.Close()
+		c.kill("no RTMP handshake")
 	}
 	return c, &rtmp.ConnConfig{
 		Handler:          s,
@@ -460,6 +470,9 @@ func (h *Hub) admit(c *conn) (reason, msg string, args []any) {
 			[]any{"address", c.key, "limit", h.opts.ConnsPerIP}
 	}
 	h.conns[c] = struct{}{}
+	if c.tls != nil {
+		h.stats.tlsConns.Add(1)
+	}
 	h.connsBy[c.key]++
 	h.connWG.Add(1)
 	c.tracked = true
@@ -472,10 +485,14 @@ func (h *Hub) connClosed(c *conn) {
 	if c.prePublish.CompareAndSwap(true, false) {
 		h.stats.prePublish.Add(-1)
 	}
+
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if c.tracked {
 		delete(h.conns, c)
+		if c.tls != nil {
+			h.stats.tlsConns.Add(-1)
+		}
 		if h.connsBy[c.key]--; h.connsBy[c.key] <= 0 {
 			delete(h.connsBy, c.key)
 		}

@@ -19,12 +19,14 @@ type stats struct {
 	dropped    atomic.Uint64 // units dropped by feeds of ended broadcasts
 	badTags    atomic.Uint64 // malformed tags dropped
 	prePublish atomic.Int64  // connections accepted that have not published yet
+	tlsConns   atomic.Int64  // RTMPS connections open (counted in hub.conns)
 	publishIn  histogram     // time from accept to an accepted publish
 
 	mu         sync.Mutex
 	refused    map[string]uint64
 	violations map[string]uint64
 	endedBy    map[EndReason]uint64
+	tlsFails   map[string]uint64
 }
 
 func (s *stats) refuse(reason string) {
@@ -37,6 +39,15 @@ func (s *stats) violation(reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.violations[reason]++
+}
+
+func (s *stats) tlsFailed(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tlsFails == nil {
+		s.tlsFails = make(map[string]uint64)
+	}
+	s.tlsFails[reason]++
 }
 
 func (s *stats) ended(r EndReason) {
@@ -67,6 +78,7 @@ func (h *Hub) WriteMetrics(w io.Writer) error {
 	h.stats.mu.Lock()
 	refused := maps.Clone(h.stats.refused)
 	violations := maps.Clone(h.stats.violations)
+	tlsFails := maps.Clone(h.stats.tlsFails)
 	ended := make(map[string]uint64, len(h.stats.endedBy))
 	for k, v := range h.stats.endedBy {
 		ended[string(k)] = v
@@ -76,6 +88,7 @@ func (h *Hub) WriteMetrics(w io.Writer) error {
 	p := promtext.NewWriter(w)
 	p.Gauge("onair_ingest_active_publishers", "RTMP publishers currently publishing.", h.stats.publishers.Load())
 	p.Gauge("onair_ingest_rtmp_connections", "RTMP connections open.", conns)
+	p.Gauge("onair_ingest_rtmps_connections", "RTMP connections open that came over TLS (RTMPS), counted in onair_ingest_rtmp_connections too.", h.stats.tlsConns.Load())
 	p.Gauge("onair_ingest_prepublish_connections", "RTMP connections open that have not published yet.", h.stats.prePublish.Load())
 	p.Gauge("onair_ingest_live_broadcasts", "Broadcasts currently open (including those in their grace period).", live)
 	p.Counter("onair_ingest_broadcasts_started_total", "Broadcasts started.", h.stats.broadcasts.Load())
@@ -83,6 +96,7 @@ func (h *Hub) WriteMetrics(w io.Writer) error {
 	p.Counter("onair_ingest_received_bytes_total", "Media bytes received from publishers.", h.stats.bytes.Load())
 	promtext.ByLabel(p, "onair_ingest_refused_publishes_total", "counter", "Refused connections and publishes, by reason.", "reason", refused)
 	promtext.ByLabel(p, "onair_ingest_protocol_violations_total", "counter", "RTMP connections closed for breaking the chunk stream's rules or limits, by reason.", "reason", violations)
+	promtext.ByLabel(p, "onair_ingest_tls_handshake_failures_total", "counter", "RTMPS connections closed because their TLS handshake failed, by reason (plain_rtmp, not_tls, timeout, client_alert, closed, error).", "reason", tlsFails)
 	p.Counter("onair_ingest_dropped_units_total", "Access units dropped because a consumer fell behind.", dropped)
 	p.Counter("onair_ingest_malformed_tags_total", "Malformed audio/video tags dropped.", h.stats.badTags.Load())
 	h.stats.publishIn.write(p, "onair_ingest_publish_accept_seconds", "Time from an RTMP connection's accept to its accepted publish (handshake, connect, createStream, publish, key check).")

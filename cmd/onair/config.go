@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -29,6 +30,9 @@ type Config struct {
 	ConfigFile string `key:"config" help:"YAML configuration file"`
 
 	RTMPAddr       string        `key:"rtmp-addr" help:"RTMP listen address for publishers"`
+	RTMPSAddr      string        `key:"rtmps-addr" help:"RTMPS (RTMP over TLS) listen address for publishers, beside rtmp-addr, e.g. :1936 or :443 (empty: off); needs tls-cert and tls-key"`
+	TLSCert        string        `key:"tls-cert" help:"PEM certificate file (the full chain) that RTMPS presents; reloaded when it changes"`
+	TLSKey         string        `key:"tls-key" help:"PEM private key file of tls-cert; reloaded when it changes"`
 	HTTPAddr       string        `key:"http-addr" help:"HTTP listen address (HLS, chat, API, watch pages)"`
 	PublicURL      string        `key:"public-url" help:"base URL viewers use to reach this server (printed URLs); default http://<host>:<http port>"`
 	DataDir        string        `key:"data-dir" help:"directory for state kept across restarts (generated keys, secret)"`
@@ -495,6 +499,7 @@ func (c *Config) validate() error {
 	if c.Grace < 0 {
 		bad("reconnect-grace", "must not be negative")
 	}
+	c.validateTLS(bad)
 	if _, err := parseRoles(c.Roles); err != nil {
 		bad("roles", "%v", err)
 	}
@@ -578,4 +583,21 @@ func (c *Config) validate() error {
 	}
 	errs = append(errs, chatOptionErrors(*c)...)
 	return errors.Join(errs...)
+}
+
+// validateTLS checks that RTMPS has its certificate and key, and its own
+// port. Whether the files hold a good pair is checked where they are used,
+// at start-up of a node with the ingest role.
+func (c *Config) validateTLS(bad func(key, format string, a ...any)) {
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		bad("tls-key", "required with tls-cert")
+	case c.TLSKey != "" && c.TLSCert == "":
+		bad("tls-cert", "required with tls-key")
+	case c.RTMPSAddr != "" && c.TLSCert == "":
+		bad("tls-cert", "required with rtmps-addr (and tls-key)")
+	}
+	if _, port, _ := net.SplitHostPort(c.RTMPSAddr); c.RTMPSAddr == c.RTMPAddr && port != "0" {
+		bad("rtmps-addr", "%q is rtmp-addr too; RTMPS needs a port of its own", c.RTMPSAddr)
+	}
 }

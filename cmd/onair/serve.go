@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/onairhq/onair/ingest"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -18,6 +19,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/onairhq/onair/ingest"
+	"github.com/onairhq/onair/internal/certfile"
 )
 
 // serve runs every role of onair in one process until ctx is done.
@@ -48,15 +52,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	rs, _ := parseRoles(cfg.Roles) // validated in loadConfig
-	var rtmpLn net.Listener
+	var rtmpLn, rtmpsLn net.Listener
+	var certs *certfile.Pair // RTMPS's certificate, reloaded when its files change
+	closeIngest := func() { closeListener(rtmpLn); closeListener(rtmpsLn) }
 	if rs.has(roleIngest) {
 		if rtmpLn, err = net.Listen("tcp", cfg.RTMPAddr); err != nil {
 			return fmt.Errorf("listen for RTMP on %s (rtmp-addr): %w", cfg.RTMPAddr, err)
 		}
+		if cfg.RTMPSAddr != "" {
+			if certs, rtmpsLn, err = listenRTMPS(cfg, log); err != nil {
+				closeIngest()
+				return err
+			}
+		}
 	}
 	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		closeListener(rtmpLn)
+		closeIngest()
 		return fmt.Errorf("listen for HTTP on %s (http-addr): %w", cfg.HTTPAddr, err)
 	}
 	nodeAddr := cfg.NodeAddr
@@ -65,7 +77,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	app, err := newApp(cfg, secret, adminToken, configured, seed, nodeAddr, log)
 	if err != nil {
-		closeListener(rtmpLn)
+		closeIngest()
 		httpLn.Close()
 		return err
 	}
@@ -75,7 +87,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	printBanner(stdout, cfg, rs, rtmpLn, httpLn.Addr(), names, keys, generated, newKey)
+	printBanner(stdout, cfg, rs, rtmpLn, rtmpsLn, httpLn.Addr(), names, keys, generated, newKey)
 	startAttrs := []any{"version", buildVersion(), "roles", rs.String()}
 	if rtmpLn != nil {
 		startAttrs = append(startAttrs, "rtmp", rtmpLn.Addr().String())
@@ -85,17 +97,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if app.cluster != nil {
 		startAttrs = append(startAttrs, "node", app.node, "node_addr", nodeAddr)
 	}
+	if rtmpsLn != nil {
+		startAttrs = append(startAttrs, "rtmps", rtmpsLn.Addr().String())
+	}
 	log.Info("onair started", startAttrs...)
 
 	httpSrv := newHTTPServer(cfg, guard(app.routes(), &app.http, log), log)
 	httpLn = newConnLimitListener(httpLn, cfg.HTTPMaxConns, &app.http, log)
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	var dbgSrv *http.Server
 	if cfg.DebugAddr != "" {
 		dbgLn, err := net.Listen("tcp", cfg.DebugAddr)
 		if err != nil {
-			closeListener(rtmpLn)
+			closeIngest()
 			httpLn.Close()
 			return fmt.Errorf("listen for debugging on %s (debug-addr): %w", cfg.DebugAddr, err)
 		}
@@ -112,6 +127,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if app.cluster != nil {
 			wg.Go(func() { app.cluster.reg.Run(ctx) })
 		}
+	}
+	certCtx, stopCerts := context.WithCancel(ctx)
+	defer stopCerts()
+	if rtmpsLn != nil {
+		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
+		wg.Go(func() {
+			if err := app.hub.ServeTLS(ctx, rtmpsLn, tlsCfg); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("RTMPS server: %w", err)
+			}
+		})
+		wg.Go(func() { certs.Run(certCtx, certfile.DefaultInterval) })
 	}
 	if app.cluster != nil && app.cluster.relay != nil {
 		wg.Go(func() { app.cluster.reg.WatchTakedowns(ctx, app.cluster.relay.Drop) })
@@ -134,10 +160,14 @@ run:
 			break run
 		case <-hup:
 			reloadChannels(args, app, log)
+			if certs != nil {
+				reloadCertificate(certs, log)
+			}
 		}
 	}
 
-	stopServing(app, rtmpLn, httpSrv, cfg.ShutdownDrain, log)
+	stopServing(app, []net.Listener{rtmpLn, rtmpsLn}, httpSrv, cfg.ShutdownDrain, log)
+	stopCerts()
 	if dbgSrv != nil {
 		dbgSrv.Close()
 	}
@@ -145,6 +175,34 @@ run:
 	wg.Wait()
 	log.Info("stopped")
 	return runErr
+}
+
+// listenRTMPS loads RTMPS's certificate and opens its listener. An error
+// names the setting at fault.
+func listenRTMPS(cfg Config, log *slog.Logger) (*certfile.Pair, net.Listener, error) {
+	certs, err := certfile.Load(cfg.TLSCert, cfg.TLSKey, log.With("part", "tls"))
+	if err != nil {
+		key := "tls-cert"
+		if fe := (*certfile.Error)(nil); errors.As(err, &fe) && fe.File == "key" {
+			key = "tls-key"
+		}
+		return nil, nil, fmt.Errorf("invalid setting %s: %w", key, err)
+	}
+	ln, err := net.Listen("tcp", cfg.RTMPSAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen for RTMPS on %s (rtmps-addr): %w", cfg.RTMPSAddr, err)
+	}
+	log.Info("TLS certificate loaded for RTMPS", append(certs.Describe(), "part", "tls")...)
+	return certs, ln, nil
+}
+
+// reloadCertificate re-reads RTMPS's certificate files on SIGHUP (they are
+// also reloaded by themselves within seconds of a change).
+func reloadCertificate(certs *certfile.Pair, log *slog.Logger) {
+	changed, err := certs.Reload() // a new certificate, or refused files, are logged by certs
+	if err == nil {
+		log.Info("TLS certificate files reread on SIGHUP", append([]any{"part", "tls", "changed", changed}, certs.Describe()...)...)
+	}
 }
 
 // applyGCSettings tunes the Go runtime's collector. onair's heap is mostly
@@ -192,7 +250,7 @@ func firstSet(vals ...string) string {
 // printBanner tells a new user, on stdout, everything needed to go live and watch.
 // A generated stream key is shown once, when it was just made; later starts say
 // where it is kept, so that it does not end up in every log of the service.
-func printBanner(w io.Writer, cfg Config, rs roles, rtmpLn net.Listener, httpAddr net.Addr, names []string, keys map[string][]string, generated, newKey bool) {
+func printBanner(w io.Writer, cfg Config, rs roles, rtmpLn, rtmpsLn net.Listener, httpAddr net.Addr, names []string, keys map[string][]string, generated, newKey bool) {
 	base := strings.TrimSuffix(cfg.PublicURL, "/")
 	host := "localhost"
 	if base == "" {
@@ -214,6 +272,9 @@ func printBanner(w io.Writer, cfg Config, rs roles, rtmpLn net.Listener, httpAdd
 	fmt.Fprintf(w, "\nonair %s is live-ready.\n\n", buildVersion())
 	fmt.Fprintf(w, "  OBS → Settings → Stream → Service: Custom\n")
 	fmt.Fprintf(w, "    Server:      rtmp://%s/%s\n", hostPort(host, rtmpAddr), cfg.App)
+	if rtmpsLn != nil {
+		fmt.Fprintf(w, "    Server (TLS): rtmps://%s/%s\n", hostPort(host, rtmpsLn.Addr()), cfg.App)
+	}
 	for _, name := range names {
 		switch {
 		case generated && newKey:

@@ -19,17 +19,19 @@ const (
 )
 
 // stopServing stops onair's servers in data-path order: /readyz fails (load
-// balancers stop sending clients), RTMP stops accepting, every broadcast ends
+// balancers stop sending clients), RTMP and RTMPS stop accepting, every broadcast ends
 // (playlists get EXT-X-ENDLIST and waiting playlist requests are answered),
 // chat clients get a close frame, HTTP keeps answering for the drain so
 // players read the end, then HTTP stops, cutting whatever is still open when
 // the budget runs out.
-func stopServing(a *app, rtmpLn net.Listener, httpSrv *http.Server, drain time.Duration, log *slog.Logger) {
+func stopServing(a *app, ingestLns []net.Listener, httpSrv *http.Server, drain time.Duration, log *slog.Logger) {
 	start := time.Now()
 	ctx, cancel := context.WithDeadline(context.Background(), start.Add(shutdownBudget))
 	defer cancel()
 	a.ready.draining.Store(true)
-	closeListener(rtmpLn)
+	for _, ln := range ingestLns {
+		closeListener(ln)
+	}
 
 	step := func(d time.Duration) (context.Context, context.CancelFunc) {
 		return context.WithTimeout(ctx, d)
