@@ -41,7 +41,7 @@ func warningCodes(r health.Report) []string {
 	return out
 }
 
-func describe(r health.Report) string {
+func describeHealth(r health.Report) string {
 	b, _ := json.MarshalIndent(r, "", "  ")
 	return string(b)
 }
@@ -91,7 +91,7 @@ func TestStreamHealth(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("bad stream: warnings %v after %.0f s of media, want %v:\n%s", codes, r.MediaSeconds, wantBad, describe(r))
+			t.Fatalf("bad stream: warnings %v after %.0f s of media, want %v:\n%s", codes, r.MediaSeconds, wantBad, describeHealth(r))
 		}
 		time.Sleep(time.Second)
 	}
@@ -106,7 +106,7 @@ func TestStreamHealth(t *testing.T) {
 		}
 	}
 	if v.KeyframeInterval.Max < 3.5 || v.KeyframeInterval.Max > 4.5 || v.FPS < 14 || v.FPS > 16 || badRep.Audio != nil {
-		t.Errorf("bad stream figures off:\n%s", describe(badRep))
+		t.Errorf("bad stream figures off:\n%s", describeHealth(badRep))
 	}
 	for code, setting := range map[string]string{
 		health.CodeKeyframeInterval: "Keyframe Interval to 1 s",
@@ -134,7 +134,7 @@ func TestStreamHealth(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("good stream not measured for 20 s:\n%s", describe(r))
+			t.Fatalf("good stream not measured for 20 s:\n%s", describeHealth(r))
 		}
 		time.Sleep(time.Second)
 	}
@@ -143,10 +143,10 @@ func TestStreamHealth(t *testing.T) {
 		g.KeyframeInterval.Min, g.KeyframeInterval.Avg, g.KeyframeInterval.Max, g.FPS, g.Bitrate.Min/1e6, g.Bitrate.Max/1e6, g.Bitrate.Avg/1e6,
 		goodRep.Audio.Codec, goodRep.Audio.Profile, goodRep.Audio.Bitrate/1000, goodRep.TimestampJumps, goodRep.DroppedFrames, goodRep.LateSeconds)
 	if len(goodRep.Warnings) != 0 {
-		t.Errorf("good stream got warnings:\n%s", describe(goodRep))
+		t.Errorf("good stream got warnings:\n%s", describeHealth(goodRep))
 	}
 	if g.KeyframeInterval.Max > 1.1 || g.FPS < 29 || g.FPS > 31 || g.Profile != "High" || goodRep.Audio == nil || goodRep.Audio.Profile != "AAC-LC" {
-		t.Errorf("good stream figures off:\n%s", describe(goodRep))
+		t.Errorf("good stream figures off:\n%s", describeHealth(goodRep))
 	}
 
 	// --- The slow stream: media falls behind the wall clock.
@@ -161,7 +161,7 @@ func TestStreamHealth(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("slow stream: no %s warning:\n%s", health.CodeLateMedia, describe(r))
+			t.Fatalf("slow stream: no %s warning:\n%s", health.CodeLateMedia, describeHealth(r))
 		}
 		time.Sleep(time.Second)
 	}
@@ -287,13 +287,13 @@ func TestClusterHealth(t *testing.T) {
 		r, status := healthReport(t, b, "main", mod)
 		if status == 200 && r.Judged {
 			if r.Video == nil || r.Video.FPS < 29 || len(r.Warnings) != 0 {
-				t.Errorf("health through node B:\n%s", describe(r))
+				t.Errorf("health through node B:\n%s", describeHealth(r))
 			}
 			t.Logf("node B answered for node A: %.1f fps, keyframes every %.2f s, %d warning(s)", r.Video.FPS, r.Video.KeyframeInterval.Max, len(r.Warnings))
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("node B: HTTP %d, report %s", status, describe(r))
+			t.Fatalf("node B: HTTP %d, report %s", status, describeHealth(r))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
