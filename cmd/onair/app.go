@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onairhq/onair/bans"
@@ -45,8 +46,9 @@ type app struct {
 	thumbnails http.Handler  // the moderation decoder's thumbnails of channels published here
 	edges      *purge.Edges  // CDN edges to purge taken-down broadcasts from; nil: none
 	web        http.Handler
-	http       httpStats // the HTTP server's guards (httpserver.go)
-	ready      readiness // /readyz (readiness.go)
+	http       httpStats            // the HTTP server's guards (httpserver.go)
+	ready      readiness            // /readyz (readiness.go)
+	metrics    *prometheus.Registry // /metrics: every part's collector (metrics.go)
 }
 
 func newApp(cfg Config, secret, adminToken string, names []string, keys map[string][]string, nodeAddr string, log *slog.Logger) (*app, error) {
@@ -215,6 +217,7 @@ func newApp(cfg Config, secret, adminToken string, names []string, keys map[stri
 	}
 
 	a.web = web.New(web.Options{Logger: log.With("part", "web")})
+	a.metrics = a.newRegistry()
 	return a, nil
 }
 
@@ -286,22 +289,8 @@ func (a *app) routes() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /readyz", &a.ready)
-	mux.HandleFunc("GET /metrics", a.metrics)
+	mux.Handle("GET /metrics", a.metricsHandler(a.metrics))
 	return mux
-}
-
-func (a *app) metrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	a.hub.WriteMetrics(w)
-	a.seg.WriteMetrics(w)
-	a.mod.WriteMetrics(w)
-	a.chat.WriteMetrics(w)
-	if a.cluster != nil && a.cluster.relay != nil {
-		a.cluster.relay.WriteMetrics(w)
-	}
-	a.ready.writeMetrics(w)
-	a.http.writeMetrics(w)
-	writeProcessMetrics(w)
 }
 
 // broadcastNotices posts a channel's broadcast events into its chat room.
