@@ -162,6 +162,7 @@ func TestMetricsMove(t *testing.T) {
 	rose("onair_ingest_publish_accept_seconds")
 	rose("onair_hls_access_units_total", "kind", "video")
 	rose("onair_hls_access_units_total", "kind", "audio")
+	rose("onair_hls_segments_total")
 	rose("onair_hls_parts_total")
 	rose("onair_hls_part_bytes_total")
 	rose("onair_hls_part_publish_seconds")

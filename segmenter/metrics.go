@@ -13,6 +13,7 @@ type metrics struct {
 	failures        atomic.Uint64
 	videoUnits      atomic.Uint64
 	audioUnits      atomic.Uint64
+	segments        atomic.Uint64 // closed: cut at the next one, or the broadcast's last
 	parts           atomic.Uint64
 	partBytes       atomic.Uint64
 	encodeErrors    atomic.Uint64
@@ -66,6 +67,7 @@ var (
 	descBroadcasts      = prometheus.NewDesc("onair_hls_broadcasts_total", "Broadcasts the segmenter started packaging.", nil, nil)
 	descMuxFailures     = prometheus.NewDesc("onair_hls_mux_failures_total", "Broadcasts the packager could not handle.", nil, nil)
 	descAccessUnits     = prometheus.NewDesc("onair_hls_access_units_total", "Access units packaged.", []string{"kind"}, nil)
+	descSegments        = prometheus.NewDesc("onair_hls_segments_total", "Segments completed (cut before the next one, or the broadcast's last).", nil, nil)
 	descParts           = prometheus.NewDesc("onair_hls_parts_total", "Parts (fragments) published.", nil, nil)
 	descPartBytes       = prometheus.NewDesc("onair_hls_part_bytes_total", "Bytes of media in published parts.", nil, nil)
 	descEncodeErrors    = prometheus.NewDesc("onair_hls_encode_errors_total", "Parts dropped because they could not be encoded.", nil, nil)
@@ -77,7 +79,7 @@ var (
 	descRequests        = prometheus.NewDesc("onair_hls_requests_total", "HLS origin requests by object kind and status.", []string{"kind", "code"}, nil)
 
 	segmenterDescs = []*prometheus.Desc{descStreamsLive, descStreamsEnded, descBroadcasts, descMuxFailures, descAccessUnits,
-		descParts, descPartBytes, descEncodeErrors, descForcedCuts, descDiscontinuities, descHoldTimeouts, descResponseBytes,
+		descSegments, descParts, descPartBytes, descEncodeErrors, descForcedCuts, descDiscontinuities, descHoldTimeouts, descResponseBytes,
 		descPartPublish, descRequests}
 )
 
@@ -116,6 +118,7 @@ func (s *Segmenter) Collect(ch chan<- prometheus.Metric) {
 	counter(descMuxFailures, m.failures.Load())
 	counter(descAccessUnits, m.videoUnits.Load(), "video")
 	counter(descAccessUnits, m.audioUnits.Load(), "audio")
+	counter(descSegments, m.segments.Load())
 	counter(descParts, m.parts.Load())
 	counter(descPartBytes, m.partBytes.Load())
 	counter(descEncodeErrors, m.encodeErrors.Load())
