@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/onairhq/onair/internal/metricstest"
 )
 
 func TestJoinSendHistory(t *testing.T) {
@@ -50,7 +52,7 @@ func TestJoinSendHistory(t *testing.T) {
 		t.Fatalf("got %v", s)
 	}
 	var sb strings.Builder
-	n.srv.WriteMetrics(&sb)
+	metricstest.Write(&sb, n.srv)
 	if !strings.Contains(sb.String(), "onair_chat_connections 2") {
 		t.Fatalf("metrics:\n%s", sb.String())
 	}

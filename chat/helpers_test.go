@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/onairhq/onair/internal/metricstest"
 )
 
 const testRedisURL = "redis://127.0.0.1:6379/0"
@@ -222,7 +224,7 @@ func timeNowPlus(d time.Duration) time.Time { return time.Now().Add(d) }
 func metricsText(t *testing.T, n *node) string {
 	t.Helper()
 	var b strings.Builder
-	if err := n.srv.WriteMetrics(&b); err != nil {
+	if err := metricstest.Write(&b, n.srv); err != nil {
 		t.Fatal(err)
 	}
 	return b.String()

@@ -1,16 +1,14 @@
 package chat
 
 import (
-	"fmt"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/onairhq/onair/internal/promtext"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the server's counters, exported by WriteMetrics.
+// metrics are the server's counters, exported by Collect.
 type metrics struct {
 	conns         atomic.Int64
 	rooms         atomic.Int64
@@ -68,48 +66,86 @@ func (m *metrics) refusedConn(reason string) {
 	m.refusedBy[reason]++
 }
 
-// WriteMetrics writes the server's metrics in the Prometheus text exposition format.
-func (s *Server) WriteMetrics(w io.Writer) error {
+// The chat server's metric descriptions.
+var (
+	descConns       = prometheus.NewDesc("onair_chat_connections", "Open chat WebSocket connections on this node.", nil, nil)
+	descRooms       = prometheus.NewDesc("onair_chat_rooms", "Chat rooms with viewers on this node.", nil, nil)
+	descMessages    = prometheus.NewDesc("onair_chat_messages_total", "Chat messages accepted from this node's clients.", nil, nil)
+	descFrames      = prometheus.NewDesc("onair_chat_frames_total", "Frames encoded for broadcast (each once, for all viewers).", nil, nil)
+	descDeliveries  = prometheus.NewDesc("onair_chat_deliveries_total", "Broadcast frames queued to clients.", nil, nil)
+	descQueued      = prometheus.NewDesc("onair_chat_queued_frames_total", "Frames the socket did not take at once, left to the connection's writer.", nil, nil)
+	descSlowClosed  = prometheus.NewDesc("onair_chat_slow_consumer_closes_total", "Connections closed because their outbound queue overflowed.", nil, nil)
+	descTooBig      = prometheus.NewDesc("onair_chat_oversized_frames_total", "Connections closed for a frame over the read limit.", nil, nil)
+	descUpgradeErrs = prometheus.NewDesc("onair_chat_upgrade_errors_total", "Failed WebSocket handshakes.", nil, nil)
+	descGapFilled   = prometheus.NewDesc("onair_chat_gap_filled_total", "Events recovered from history after a bus gap.", nil, nil)
+	descModActions  = prometheus.NewDesc("onair_chat_moderation_actions_total", "Moderator actions performed.", nil, nil)
+	descPanics      = prometheus.NewDesc("onair_chat_panics_total", "Panics recovered in connection and room goroutines (each one logged).", nil, nil)
+	descFanout      = prometheus.NewDesc("onair_chat_fanout_seconds", "Time to hand one broadcast frame to every local viewer's socket.", nil, nil)
+	descBusUp       = prometheus.NewDesc("onair_chat_bus_up", "1 if the chat bus (Redis) is reachable.", nil, nil)
+	descRefused     = prometheus.NewDesc("onair_chat_refused_connections_total", "Connection attempts refused, by reason.", []string{"reason"}, nil)
+	descRejected    = prometheus.NewDesc("onair_chat_rejected_total", "Client requests answered with an error, by code.", []string{"code"}, nil)
+
+	chatDescs = []*prometheus.Desc{descConns, descRooms, descMessages, descFrames, descDeliveries, descQueued,
+		descSlowClosed, descTooBig, descUpgradeErrs, descGapFilled, descModActions, descPanics, descFanout,
+		descBusUp, descRefused, descRejected}
+
+	// rejectCodes are the error codes onair_chat_rejected_total counts, each
+	// sent even at zero.
+	rejectCodes = [...]string{codeBadJSON, codeUnknownType, codeBadRequest, codeNameRequired, codeBadName,
+		codeReservedName, codeEmpty, codeTooLong, codeFiltered, codeRateLimited, codeTimedOut, codeBanned,
+		codeBadToken, codeForbidden, codeUnavailable}
+)
+
+// Describe sends the descriptions of the chat server's metrics (prometheus.Collector).
+func (s *Server) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range chatDescs {
+		ch <- d
+	}
+}
+
+// Collect sends the chat server's current figures (prometheus.Collector).
+func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	m := &s.metrics
-	p := promtext.NewWriter(w)
-	p.Gauge("onair_chat_connections", "Open chat WebSocket connections on this node.", m.conns.Load())
-	p.Gauge("onair_chat_rooms", "Chat rooms with viewers on this node.", m.rooms.Load())
-	p.Counter("onair_chat_messages_total", "Chat messages accepted from this node's clients.", m.messages.Load())
-	p.Counter("onair_chat_frames_total", "Frames encoded for broadcast (each once, for all viewers).", m.frames.Load())
-	p.Counter("onair_chat_deliveries_total", "Broadcast frames queued to clients.", m.deliveries.Load())
-	p.Counter("onair_chat_queued_frames_total", "Frames the socket did not take at once, left to the connection's writer.", m.queued.Load())
-	p.Counter("onair_chat_slow_consumer_closes_total", "Connections closed because their outbound queue overflowed.", m.slowClosed.Load())
-	p.Counter("onair_chat_oversized_frames_total", "Connections closed for a frame over the read limit.", m.tooBig.Load())
-	p.Counter("onair_chat_upgrade_errors_total", "Failed WebSocket handshakes.", m.upgradeErrors.Load())
-	p.Counter("onair_chat_gap_filled_total", "Events recovered from history after a bus gap.", m.gapFilled.Load())
-	p.Counter("onair_chat_moderation_actions_total", "Moderator actions performed.", m.modActions.Load())
-	p.Counter("onair_chat_panics_total", "Panics recovered in connection and room goroutines (each one logged).", m.panics.Load())
-	p.Family("onair_chat_fanout_seconds", "histogram", "Time to hand one broadcast frame to every local viewer's socket.")
+	gauge := func(d *prometheus.Desc, v int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descConns, m.conns.Load())
+	gauge(descRooms, m.rooms.Load())
+	counter(descMessages, m.messages.Load())
+	counter(descFrames, m.frames.Load())
+	counter(descDeliveries, m.deliveries.Load())
+	counter(descQueued, m.queued.Load())
+	counter(descSlowClosed, m.slowClosed.Load())
+	counter(descTooBig, m.tooBig.Load())
+	counter(descUpgradeErrs, m.upgradeErrors.Load())
+	counter(descGapFilled, m.gapFilled.Load())
+	counter(descModActions, m.modActions.Load())
+	counter(descPanics, m.panics.Load())
+
+	buckets := make(map[float64]uint64, len(fanoutBounds))
 	var cum int64
 	for i, b := range fanoutBounds {
 		cum += m.fanout.buckets[i].Load()
-		p.Sample("onair_chat_fanout_seconds_bucket", fmt.Sprintf(`le="%g"`, b), cum)
+		buckets[b] = uint64(cum)
 	}
 	cum += m.fanout.buckets[len(fanoutBounds)].Load()
-	p.Sample("onair_chat_fanout_seconds_bucket", `le="+Inf"`, cum)
-	p.Sample("onair_chat_fanout_seconds_sum", "", time.Duration(m.fanout.sumNS.Load()).Seconds())
-	p.Sample("onair_chat_fanout_seconds_count", "", cum)
-	up := 1
+	ch <- prometheus.MustNewConstHistogram(descFanout, uint64(cum), time.Duration(m.fanout.sumNS.Load()).Seconds(), buckets)
+
+	var up int64 = 1
 	if s.bus.Ready() != nil {
 		up = 0
 	}
-	p.Gauge("onair_chat_bus_up", "1 if the chat bus (Redis) is reachable.", up)
+	gauge(descBusUp, up)
+
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	p.Family("onair_chat_refused_connections_total", "counter", "Connection attempts refused, by reason.")
 	for _, reason := range refusalReasons {
-		p.Sample("onair_chat_refused_connections_total", fmt.Sprintf("reason=%q", reason), m.refusedBy[reason])
+		counter(descRefused, m.refusedBy[reason], reason)
 	}
-	p.Family("onair_chat_rejected_total", "counter", "Client requests answered with an error, by code.")
-	for _, code := range []string{codeBadJSON, codeUnknownType, codeBadRequest, codeNameRequired, codeBadName,
-		codeReservedName, codeEmpty, codeTooLong, codeFiltered, codeRateLimited, codeTimedOut, codeBanned,
-		codeBadToken, codeForbidden, codeUnavailable} {
-		p.Sample("onair_chat_rejected_total", fmt.Sprintf("code=%q", code), m.rejectBy[code])
+	for _, code := range rejectCodes {
+		counter(descRejected, m.rejectBy[code], code)
 	}
-	return p.Err()
 }

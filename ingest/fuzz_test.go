@@ -16,6 +16,8 @@ import (
 
 	amf0 "github.com/yutopp/go-amf0"
 	"github.com/yutopp/go-rtmp/message"
+
+	"github.com/onairhq/onair/internal/metricstest"
 )
 
 // pipeListener hands net.Pipe connections to the RTMP server.
@@ -376,7 +378,7 @@ func TestFuzzHarnessPublishes(t *testing.T) {
 	fh := newFuzzHub(t)
 	fh.run(t, publishSeed(t, testKey, 128))
 	var m bytes.Buffer
-	fh.hub.WriteMetrics(&m)
+	metricstest.Write(&m, fh.hub)
 	if !strings.Contains(m.String(), "onair_ingest_broadcasts_started_total 1") ||
 		!strings.Contains(m.String(), `onair_ingest_broadcasts_ended_total{reason="stopped"} 1`) {
 		t.Fatalf("the seed did not publish:\n%s\n%s", m.String(), fh.logs.String())

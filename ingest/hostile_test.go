@@ -8,12 +8,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/onairhq/onair/internal/metricstest"
 )
 
 // metric returns the text exposition of ts's hub.
 func (ts *testServer) metrics() string {
 	var m bytes.Buffer
-	_ = ts.hub.WriteMetrics(&m)
+	_ = metricstest.Write(&m, ts.hub)
 	return m.String()
 }
 

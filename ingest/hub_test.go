@@ -11,6 +11,7 @@ import (
 	amf0 "github.com/yutopp/go-amf0"
 
 	"github.com/onairhq/onair/bans"
+	"github.com/onairhq/onair/internal/metricstest"
 )
 
 func TestNewHubValidates(t *testing.T) {
@@ -112,7 +113,7 @@ func TestTakeDownWithoutBroadcast(t *testing.T) {
 		t.Fatalf("still banned %+v", st)
 	}
 	var m bytes.Buffer
-	if err := h.WriteMetrics(&m); err != nil || !strings.Contains(m.String(), "onair_ingest_active_publishers 0") {
+	if err := metricstest.Write(&m, h); err != nil || !strings.Contains(m.String(), "onair_ingest_active_publishers 0") {
 		t.Fatalf("metrics %v:\n%s", err, m.String())
 	}
 }

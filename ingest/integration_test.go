@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/onairhq/onair/internal/metricstest"
 )
 
 // recorder is a test Consumer that keeps every access unit of every broadcast.
@@ -378,7 +380,7 @@ func TestPublishH264AAC(t *testing.T) {
 		t.Errorf("log contains the stream key")
 	}
 	var m bytes.Buffer
-	if err := ts.hub.WriteMetrics(&m); err != nil {
+	if err := metricstest.Write(&m, ts.hub); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(m.String(), `onair_ingest_broadcasts_ended_total{reason="stopped"} 1`) {
@@ -455,7 +457,7 @@ func TestRefusals(t *testing.T) {
 		_ = first.Wait()
 	})
 	var m bytes.Buffer
-	_ = ts.hub.WriteMetrics(&m)
+	_ = metricstest.Write(&m, ts.hub)
 	for _, r := range []string{"bad_key", "unknown_app", "in_use", "unsupported_codec"} {
 		if !strings.Contains(m.String(), fmt.Sprintf(`onair_ingest_refused_publishes_total{reason=%q} 1`, r)) {
 			t.Errorf("metrics lack refusal %s:\n%s", r, m.String())

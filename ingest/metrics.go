@@ -1,17 +1,15 @@
 package ingest
 
 import (
-	"fmt"
-	"io"
 	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/onairhq/onair/internal/promtext"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// stats are the hub's counters for /metrics.
+// stats are the hub's counters for /metrics (Collect).
 type stats struct {
 	publishers atomic.Int64  // sessions currently publishing
 	bytes      atomic.Uint64 // media bytes received
@@ -59,14 +57,43 @@ func (s *stats) ended(r EndReason) {
 	s.endedBy[r]++
 }
 
-// WriteMetrics writes the hub's counters in the Prometheus text exposition format.
-func (h *Hub) WriteMetrics(w io.Writer) error {
+// The hub's metric descriptions; Collect emits them in this order.
+var (
+	descPublishers  = prometheus.NewDesc("onair_ingest_active_publishers", "RTMP publishers currently publishing.", nil, nil)
+	descConns       = prometheus.NewDesc("onair_ingest_rtmp_connections", "RTMP connections open.", nil, nil)
+	descPrePublish  = prometheus.NewDesc("onair_ingest_prepublish_connections", "RTMP connections open that have not published yet.", nil, nil)
+	descLive        = prometheus.NewDesc("onair_ingest_live_broadcasts", "Broadcasts currently open (including those in their grace period).", nil, nil)
+	descStarted     = prometheus.NewDesc("onair_ingest_broadcasts_started_total", "Broadcasts started.", nil, nil)
+	descEnded       = prometheus.NewDesc("onair_ingest_broadcasts_ended_total", "Broadcasts ended, by reason.", []string{"reason"}, nil)
+	descReceived    = prometheus.NewDesc("onair_ingest_received_bytes_total", "Media bytes received from publishers.", nil, nil)
+	descRefused     = prometheus.NewDesc("onair_ingest_refused_publishes_total", "Refused connections and publishes, by reason.", []string{"reason"}, nil)
+	descViolations  = prometheus.NewDesc("onair_ingest_protocol_violations_total", "RTMP connections closed for breaking the chunk stream's rules or limits, by reason.", []string{"reason"}, nil)
+	descDropped     = prometheus.NewDesc("onair_ingest_dropped_units_total", "Access units dropped because a consumer fell behind.", nil, nil)
+	descMalformed   = prometheus.NewDesc("onair_ingest_malformed_tags_total", "Malformed audio/video tags dropped.", nil, nil)
+	descTLSConns    = prometheus.NewDesc("onair_ingest_rtmps_connections", "RTMP connections open that came over TLS (RTMPS), counted in onair_ingest_rtmp_connections too.", nil, nil)
+	descTLSFails    = prometheus.NewDesc("onair_ingest_tls_handshake_failures_total", "RTMPS connections closed because their TLS handshake failed, by reason (plain_rtmp, not_tls, timeout, client_alert, closed, error).", []string{"reason"}, nil)
+	descPublishWait = prometheus.NewDesc("onair_ingest_publish_accept_seconds", "Time from an RTMP connection's accept to its accepted publish (handshake, connect, createStream, publish, key check).", nil, nil)
+
+	hubDescs = []*prometheus.Desc{descPublishers, descConns, descPrePublish, descLive, descStarted, descEnded,
+		descReceived, descRefused, descViolations, descTLSConns, descTLSFails, descDropped, descMalformed, descPublishWait}
+)
+
+// Describe sends the descriptions of the hub's metrics (prometheus.Collector).
+func (h *Hub) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range hubDescs {
+		ch <- d
+	}
+}
+
+// Collect sends the hub's current figures (prometheus.Collector). It reads the
+// counters the hub keeps as it works; the media path pays nothing for it.
+func (h *Hub) Collect(ch chan<- prometheus.Metric) {
 	h.mu.Lock()
 	conns := len(h.conns)
 	live := 0
 	dropped := h.stats.dropped.Load()
-	for _, ch := range h.channels {
-		if lb := ch.live; lb != nil {
+	for _, c := range h.channels {
+		if lb := c.live; lb != nil {
 			live++
 			for _, f := range lb.feeds {
 				dropped += f.Dropped()
@@ -85,22 +112,31 @@ func (h *Hub) WriteMetrics(w io.Writer) error {
 	}
 	h.stats.mu.Unlock()
 
-	p := promtext.NewWriter(w)
-	p.Gauge("onair_ingest_active_publishers", "RTMP publishers currently publishing.", h.stats.publishers.Load())
-	p.Gauge("onair_ingest_rtmp_connections", "RTMP connections open.", conns)
-	p.Gauge("onair_ingest_rtmps_connections", "RTMP connections open that came over TLS (RTMPS), counted in onair_ingest_rtmp_connections too.", h.stats.tlsConns.Load())
-	p.Gauge("onair_ingest_prepublish_connections", "RTMP connections open that have not published yet.", h.stats.prePublish.Load())
-	p.Gauge("onair_ingest_live_broadcasts", "Broadcasts currently open (including those in their grace period).", live)
-	p.Counter("onair_ingest_broadcasts_started_total", "Broadcasts started.", h.stats.broadcasts.Load())
-	promtext.ByLabel(p, "onair_ingest_broadcasts_ended_total", "counter", "Broadcasts ended, by reason.", "reason", ended)
-	p.Counter("onair_ingest_received_bytes_total", "Media bytes received from publishers.", h.stats.bytes.Load())
-	promtext.ByLabel(p, "onair_ingest_refused_publishes_total", "counter", "Refused connections and publishes, by reason.", "reason", refused)
-	promtext.ByLabel(p, "onair_ingest_protocol_violations_total", "counter", "RTMP connections closed for breaking the chunk stream's rules or limits, by reason.", "reason", violations)
-	promtext.ByLabel(p, "onair_ingest_tls_handshake_failures_total", "counter", "RTMPS connections closed because their TLS handshake failed, by reason (plain_rtmp, not_tls, timeout, client_alert, closed, error).", "reason", tlsFails)
-	p.Counter("onair_ingest_dropped_units_total", "Access units dropped because a consumer fell behind.", dropped)
-	p.Counter("onair_ingest_malformed_tags_total", "Malformed audio/video tags dropped.", h.stats.badTags.Load())
-	h.stats.publishIn.write(p, "onair_ingest_publish_accept_seconds", "Time from an RTMP connection's accept to its accepted publish (handshake, connect, createStream, publish, key check).")
-	return p.Err()
+	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	gauge(descPublishers, float64(h.stats.publishers.Load()))
+	gauge(descConns, float64(conns))
+	gauge(descPrePublish, float64(h.stats.prePublish.Load()))
+	gauge(descLive, float64(live))
+	counter(descStarted, h.stats.broadcasts.Load())
+	countersByLabel(ch, descEnded, ended)
+	counter(descReceived, h.stats.bytes.Load())
+	countersByLabel(ch, descRefused, refused)
+	countersByLabel(ch, descViolations, violations)
+	gauge(descTLSConns, float64(h.stats.tlsConns.Load()))
+	countersByLabel(ch, descTLSFails, tlsFails)
+	counter(descDropped, dropped)
+	counter(descMalformed, h.stats.badTags.Load())
+	ch <- h.stats.publishIn.metric(descPublishWait)
+}
+
+// countersByLabel sends one counter per key of values, labelled with the key.
+func countersByLabel(ch chan<- prometheus.Metric, d *prometheus.Desc, values map[string]uint64) {
+	for k, v := range values {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), k)
+	}
 }
 
 // histogram counts observations in fixed buckets, for Prometheus.
@@ -121,17 +157,16 @@ func (h *histogram) observe(d time.Duration) {
 	h.sumNs.Add(int64(d))
 }
 
-func (h *histogram) write(p *promtext.Writer, name, help string) {
-	p.Family(name, "histogram", help)
+// metric returns the histogram's figures as a constant Prometheus histogram.
+func (h *histogram) metric(d *prometheus.Desc) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(histogramBounds))
 	var cum uint64
 	for i, le := range histogramBounds {
 		cum += h.counts[i].Load()
-		p.Sample(name+"_bucket", fmt.Sprintf(`le="%g"`, le), cum)
+		buckets[le] = cum
 	}
 	cum += h.counts[len(histogramBounds)].Load()
-	p.Sample(name+"_bucket", `le="+Inf"`, cum)
-	p.Sample(name+"_sum", "", time.Duration(h.sumNs.Load()).Seconds())
-	p.Sample(name+"_count", "", cum)
+	return prometheus.MustNewConstHistogram(d, cum, time.Duration(h.sumNs.Load()).Seconds(), buckets)
 }
 
 // rateMeter measures a byte rate over the last few whole seconds with a small

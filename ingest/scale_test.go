@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/onairhq/onair/internal/metricstest"
 )
 
 // Measurements of the ingest read path with many real RTMP publishers. They
@@ -215,7 +217,7 @@ func TestPublishStartScale(t *testing.T) {
 		}
 	}
 	var pub bytes.Buffer
-	h.WriteMetrics(&pub)
+	metricstest.Write(&pub, h)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("publishers: %v\n%s", err, out.String())
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/onairhq/onair/ingest"
+	"github.com/onairhq/onair/internal/metricstest"
 )
 
 // TestScreeningCPU measures what screening one 720p30 channel costs at the
@@ -50,7 +51,7 @@ func TestScreeningCPU(t *testing.T) {
 	}
 	ff, self := cpu(kids0, kids1), cpu(self0, self1)
 	var sb stringsBuilder
-	m.WriteMetrics(&sb)
+	metricstest.Write(&sb, m)
 	t.Logf("60 s of 720p30 (keyframe every 2 s), interval %v: ffmpeg decoder %v CPU (%.2f%% of one core), onair process %v (%.2f%%, includes the test's feeder and hook), decoder max RSS %d KiB",
 		opts.Interval, ff.Round(time.Millisecond), 100*ff.Seconds()/dur.Seconds(), self.Round(time.Millisecond), 100*self.Seconds()/dur.Seconds(), kids1.Maxrss)
 	t.Log(sb.String())

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/onairhq/onair/ingest"
+	"github.com/onairhq/onair/internal/metricstest"
 )
 
 // encodeBroadcastClip encodes an OBS-like 720p30 H.264 stream: 3 Mbit/s,
@@ -191,7 +192,7 @@ func TestDecoderFootprint(t *testing.T) {
 			procCPU := time.Duration(ticks) * time.Second / time.Duration(hz)
 			ruCPU := time.Duration(kids1.Utime.Nano()-kids0.Utime.Nano()) + time.Duration(kids1.Stime.Nano()-kids0.Stime.Nano())
 			var sb strings.Builder
-			m.WriteMetrics(&sb)
+			metricstest.Write(&sb, m)
 			decoded := ""
 			for _, l := range strings.Split(sb.String(), "\n") {
 				if strings.HasPrefix(l, "onair_moderation_frames_decoded_total") {

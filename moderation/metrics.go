@@ -1,18 +1,14 @@
 package moderation
 
 import (
-	"fmt"
-	"io"
-	"maps"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/onairhq/onair/internal/promtext"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the Moderator's counters, written out in Prometheus text format.
+// metrics are the Moderator's counters, exported through Collect.
 type metrics struct {
 	live          atomic.Int64
 	sampled       atomic.Uint64
@@ -123,46 +119,86 @@ func (m *metrics) panicked(where string) {
 	m.mu.Unlock()
 }
 
-// WriteMetrics writes the moderation metrics in the Prometheus text format.
-func (m *Moderator) WriteMetrics(w io.Writer) error {
+// The Moderator's metric descriptions.
+var (
+	descLive          = prometheus.NewDesc("onair_moderation_broadcasts", "Live broadcasts being moderated.", nil, nil)
+	descSampled       = prometheus.NewDesc("onair_moderation_samples_total", "Keyframes sampled for screening.", nil, nil)
+	descSuperseded    = prometheus.NewDesc("onair_moderation_samples_superseded_total", "Samples replaced by a newer one before screening.", nil, nil)
+	descDecoded       = prometheus.NewDesc("onair_moderation_frames_decoded_total", "Keyframes decoded to JPEG.", nil, nil)
+	descDecoderStarts = prometheus.NewDesc("onair_moderation_decoder_starts_total", "ffmpeg decoder processes started.", nil, nil)
+	descDecoderStops  = prometheus.NewDesc("onair_moderation_decoder_stops_total", "ffmpeg decoder processes stopped, by why (idle, switch to another codec or size, failure, close).", []string{"reason"}, nil)
+	descDecoders      = prometheus.NewDesc("onair_moderation_decoders", "Decoder workers shared by all broadcasts (the most ffmpeg processes at once).", nil, nil)
+	descProcesses     = prometheus.NewDesc("onair_moderation_decoder_processes", "ffmpeg decoder processes running.", nil, nil)
+	descDecodeQueue   = prometheus.NewDesc("onair_moderation_decode_queue", "Decode requests waiting for a worker.", nil, nil)
+	descDecodeWait    = prometheus.NewDesc("onair_moderation_decode_wait_seconds", "Time a decode request waited for a worker.", nil, nil)
+	descDecode        = prometheus.NewDesc("onair_moderation_decode_seconds", "Time to decode one keyframe in a running decoder.", nil, nil)
+	descDropped       = prometheus.NewDesc("onair_moderation_decode_dropped_total", "Decode requests dropped undecoded, by why (queue_full, expired, canceled).", []string{"reason"}, nil)
+	descPanics        = prometheus.NewDesc("onair_moderation_panics_total", "Panics recovered in moderation goroutines, by where.", []string{"where"}, nil)
+	descScreened      = prometheus.NewDesc("onair_moderation_frames_screened_total", "Frames that got a final verdict.", nil, nil)
+	descScreening     = prometheus.NewDesc("onair_moderation_screening_seconds", "Time from a keyframe's arrival at ingest to its final verdict.", nil, nil)
+	descVerdicts      = prometheus.NewDesc("onair_moderation_verdicts_total", "Screener verdicts by action.", []string{"action"}, nil)
+	descFailures      = prometheus.NewDesc("onair_moderation_failures_total", "Frames a stage could not process (decoder or screener).", []string{"stage"}, nil)
+	descTakedowns     = prometheus.NewDesc("onair_moderation_takedowns_total", "Broadcasts taken down, by what decided.", []string{"by"}, nil)
+	descFailOpen      = prometheus.NewDesc("onair_moderation_fail_open_total", "Broadcasts left up unscreened because screening failed (policy open).", nil, nil)
+	descFailClosed    = prometheus.NewDesc("onair_moderation_fail_closed_total", "Broadcasts taken down because screening failed (policy closed).", nil, nil)
+	descScreener      = prometheus.NewDesc("onair_moderation_screener_seconds", "Time spent in each screener.", []string{"screener"}, nil)
+
+	moderatorDescs = []*prometheus.Desc{descLive, descSampled, descSuperseded, descDecoded, descDecoderStarts,
+		descDecoderStops, descDecoders, descProcesses, descDecodeQueue, descDecodeWait, descDecode, descDropped,
+		descPanics, descScreened, descScreening, descVerdicts, descFailures, descTakedowns, descFailOpen,
+		descFailClosed, descScreener}
+)
+
+// Describe sends the descriptions of the moderation metrics (prometheus.Collector).
+func (m *Moderator) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range moderatorDescs {
+		ch <- d
+	}
+}
+
+// Collect sends the moderation figures (prometheus.Collector).
+func (m *Moderator) Collect(ch chan<- prometheus.Metric) {
 	mt := m.metrics
+	gauge := func(d *prometheus.Desc, v int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	byLabel := func(d *prometheus.Desc, values map[string]uint64) {
+		for k, v := range values {
+			counter(d, v, k)
+		}
+	}
+	summary := func(d *prometheus.Desc, n uint64, sum time.Duration, labels ...string) {
+		ch <- prometheus.MustNewConstSummary(d, n, sum.Seconds(), nil, labels...)
+	}
+	gauge(descLive, mt.live.Load())
+	counter(descSampled, mt.sampled.Load())
+	counter(descSuperseded, mt.superseded.Load())
+	counter(descDecoded, mt.decoded.Load())
+	counter(descDecoderStarts, mt.decoderStarts.Load())
+	gauge(descDecoders, mt.decoders.Load())
+	gauge(descProcesses, mt.processes.Load())
+	gauge(descDecodeQueue, mt.decodeQueued.Load())
+	counter(descFailOpen, mt.failOpen.Load())
+	counter(descFailClosed, mt.failClosed.Load())
+
 	mt.mu.Lock()
 	defer mt.mu.Unlock()
-	p := promtext.NewWriter(w)
-	p.Gauge("onair_moderation_broadcasts", "Live broadcasts being moderated.", mt.live.Load())
-	p.Counter("onair_moderation_samples_total", "Keyframes sampled for screening.", mt.sampled.Load())
-	p.Counter("onair_moderation_samples_superseded_total", "Samples replaced by a newer one before screening.", mt.superseded.Load())
-	p.Counter("onair_moderation_frames_decoded_total", "Keyframes decoded to JPEG.", mt.decoded.Load())
-	p.Counter("onair_moderation_decoder_starts_total", "ffmpeg decoder processes started.", mt.decoderStarts.Load())
-	promtext.ByLabel(p, "onair_moderation_decoder_stops_total", "counter", "ffmpeg decoder processes stopped, by why (idle, switch to another codec or size, failure, close).", "reason", mt.stops)
-	p.Gauge("onair_moderation_decoders", "Decoder workers shared by all broadcasts (the most ffmpeg processes at once).", mt.decoders.Load())
-	p.Gauge("onair_moderation_decoder_processes", "ffmpeg decoder processes running.", mt.processes.Load())
-	p.Gauge("onair_moderation_decode_queue", "Decode requests waiting for a worker.", mt.decodeQueued.Load())
-	p.Family("onair_moderation_decode_wait_seconds", "summary", "Time a decode request waited for a worker.")
-	p.Sample("onair_moderation_decode_wait_seconds_sum", "", mt.waitSum.Seconds())
-	p.Sample("onair_moderation_decode_wait_seconds_count", "", mt.waitN)
-	p.Family("onair_moderation_decode_seconds", "summary", "Time to decode one keyframe in a running decoder.")
-	p.Sample("onair_moderation_decode_seconds_sum", "", mt.decodeSum.Seconds())
-	p.Sample("onair_moderation_decode_seconds_count", "", mt.decodeN)
-	promtext.ByLabel(p, "onair_moderation_decode_dropped_total", "counter", "Decode requests dropped undecoded, by why (queue_full, expired, canceled).", "reason", mt.dropped)
-	promtext.ByLabel(p, "onair_moderation_panics_total", "counter", "Panics recovered in moderation goroutines, by where.", "where", mt.panics)
-	p.Counter("onair_moderation_frames_screened_total", "Frames that got a final verdict.", mt.frames)
-	p.Family("onair_moderation_screening_seconds", "summary", "Time from a keyframe's arrival at ingest to its final verdict.")
-	p.Sample("onair_moderation_screening_seconds_sum", "", mt.latencySum.Seconds())
-	p.Sample("onair_moderation_screening_seconds_count", "", mt.frames)
-	p.Family("onair_moderation_verdicts_total", "counter", "Screener verdicts by action.")
+	byLabel(descDecoderStops, mt.stops)
+	summary(descDecodeWait, mt.waitN, mt.waitSum)
+	summary(descDecode, mt.decodeN, mt.decodeSum)
+	byLabel(descDropped, mt.dropped)
+	byLabel(descPanics, mt.panics)
+	counter(descScreened, mt.frames)
+	summary(descScreening, mt.frames, mt.latencySum)
 	for _, a := range []Action{Allow, Flag, Block} {
-		p.Sample("onair_moderation_verdicts_total", fmt.Sprintf("action=%q", a), mt.verdicts[a])
+		counter(descVerdicts, mt.verdicts[a], string(a))
 	}
-	promtext.ByLabel(p, "onair_moderation_failures_total", "counter", "Frames a stage could not process (decoder or screener).", "stage", mt.failures)
-	promtext.ByLabel(p, "onair_moderation_takedowns_total", "counter", "Broadcasts taken down, by what decided.", "by", mt.takedowns)
-	p.Counter("onair_moderation_fail_open_total", "Broadcasts left up unscreened because screening failed (policy open).", mt.failOpen.Load())
-	p.Counter("onair_moderation_fail_closed_total", "Broadcasts taken down because screening failed (policy closed).", mt.failClosed.Load())
-	p.Family("onair_moderation_screener_seconds", "summary", "Time spent in each screener.")
-	for _, k := range slices.Sorted(maps.Keys(mt.screenerN)) {
-		label := fmt.Sprintf("screener=%q", k)
-		p.Sample("onair_moderation_screener_seconds_sum", label, mt.screenerSum[k].Seconds())
-		p.Sample("onair_moderation_screener_seconds_count", label, mt.screenerN[k])
+	byLabel(descFailures, mt.failures)
+	byLabel(descTakedowns, mt.takedowns)
+	for k, n := range mt.screenerN {
+		summary(descScreener, n, mt.screenerSum[k], k)
 	}
-	return p.Err()
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/onairhq/onair/ingest"
+	"github.com/onairhq/onair/internal/metricstest"
 )
 
 // takedown is one call to the test Enforcer.
@@ -287,7 +288,7 @@ func TestWebhookBlockTakesDown(t *testing.T) {
 				t.Errorf("events %+v", evs)
 			}
 			var sb strings.Builder
-			m.WriteMetrics(&sb)
+			metricstest.Write(&sb, m)
 			for _, want := range []string{`onair_moderation_verdicts_total{action="block"} 1`, `onair_moderation_takedowns_total{by="webhook"} 1`, "onair_moderation_screening_seconds_count "} {
 				if !strings.Contains(sb.String(), want) {
 					t.Errorf("metrics lack %q:\n%s", want, sb.String())
@@ -369,7 +370,7 @@ func TestFailingHooks(t *testing.T) {
 						t.Errorf("cleared at %v, want soon after %v", clearedAt, failureAfter)
 					}
 					var sb strings.Builder
-					m.WriteMetrics(&sb)
+					metricstest.Write(&sb, m)
 					if !strings.Contains(sb.String(), "onair_moderation_fail_open_total 1") {
 						t.Errorf("fail-open not counted:\n%s", sb.String())
 					}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/onairhq/onair/internal/metricstest"
 )
 
 // children lists our child processes whose command name contains name
@@ -43,7 +45,7 @@ func ffmpegChildren(t testing.TB) []int { return children(t, "ffmpeg") }
 // metricValue returns the value of one sample line of m's metrics ("" if absent).
 func metricValue(m *Moderator, sample string) string {
 	var sb strings.Builder
-	m.WriteMetrics(&sb)
+	metricstest.Write(&sb, m)
 	for _, l := range strings.Split(sb.String(), "\n") {
 		if v, ok := strings.CutPrefix(l, sample+" "); ok {
 			return v

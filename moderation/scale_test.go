@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/onairhq/onair/ingest"
+	"github.com/onairhq/onair/internal/metricstest"
 	"github.com/onairhq/onair/internal/testmedia"
 )
 
@@ -268,7 +269,7 @@ func TestModerationScale(t *testing.T) {
 	ff, self := cpu(kids0, kids1), cpu(self0, self1)
 
 	var sb strings.Builder
-	m.WriteMetrics(&sb)
+	metricstest.Write(&sb, m)
 	metric := func(name string) string {
 		for _, l := range strings.Split(sb.String(), "\n") {
 			if strings.HasPrefix(l, name+" ") {

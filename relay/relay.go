@@ -27,8 +27,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/onairhq/onair/ingest"
-	"github.com/onairhq/onair/internal/promtext"
 )
 
 // Holder is where a channel is published: a node's identity and the base URL
@@ -625,19 +626,42 @@ func maxAge(cc string) time.Duration {
 	return age
 }
 
-// WriteMetrics writes the relay's counters in Prometheus text format.
-func (rl *Relay) WriteMetrics(w io.Writer) error {
+// The relay's metric descriptions.
+var (
+	descFetches      = prometheus.NewDesc("onair_relay_fetches_total", "HLS objects this origin fetched from the nodes holding their channels.", nil, nil)
+	descFetchedBytes = prometheus.NewDesc("onair_relay_fetched_bytes_total", "Bytes fetched from holding nodes.", nil, nil)
+	descHits         = prometheus.NewDesc("onair_relay_hits_total", "Relayed HLS requests answered from what this origin kept.", nil, nil)
+	descCollapsed    = prometheus.NewDesc("onair_relay_collapsed_total", "Relayed HLS requests that waited for another request's fetch of the same object.", nil, nil)
+	descStale        = prometheus.NewDesc("onair_relay_stale_total", "Playlist requests answered with the last playlist while the channel's holder did not answer.", nil, nil)
+	descFailures     = prometheus.NewDesc("onair_relay_failures_total", "Relayed HLS requests answered 502: the holding node did not answer.", nil, nil)
+	descObjects      = prometheus.NewDesc("onair_relay_objects", "HLS objects kept from other nodes.", nil, nil)
+	descBytes        = prometheus.NewDesc("onair_relay_bytes", "Bytes of HLS objects kept from other nodes.", nil, nil)
+
+	relayDescs = []*prometheus.Desc{descFetches, descFetchedBytes, descHits, descCollapsed, descStale, descFailures,
+		descObjects, descBytes}
+)
+
+// Describe sends the descriptions of the relay's metrics (prometheus.Collector).
+func (rl *Relay) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range relayDescs {
+		ch <- d
+	}
+}
+
+// Collect sends the relay's current figures (prometheus.Collector).
+func (rl *Relay) Collect(ch chan<- prometheus.Metric) {
 	rl.mu.Lock()
 	kept, keptBytes := len(rl.objects), rl.bytes
 	rl.mu.Unlock()
-	p := promtext.NewWriter(w)
-	p.Counter("onair_relay_fetches_total", "HLS objects this origin fetched from the nodes holding their channels", rl.fetches.Load())
-	p.Counter("onair_relay_fetched_bytes_total", "bytes fetched from holding nodes", rl.fetchedBytes.Load())
-	p.Counter("onair_relay_hits_total", "relayed HLS requests answered from what this origin kept", rl.hits.Load())
-	p.Counter("onair_relay_collapsed_total", "relayed HLS requests that waited for another request's fetch of the same object", rl.collapsed.Load())
-	p.Counter("onair_relay_stale_total", "playlist requests answered with the last playlist while the channel's holder did not answer", rl.stale.Load())
-	p.Counter("onair_relay_failures_total", "relayed HLS requests answered 502: the holding node did not answer", rl.failures.Load())
-	p.Gauge("onair_relay_objects", "HLS objects kept from other nodes", kept)
-	p.Gauge("onair_relay_bytes", "bytes of HLS objects kept from other nodes", keptBytes)
-	return p.Err()
+	counter := func(d *prometheus.Desc, v int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	counter(descFetches, rl.fetches.Load())
+	counter(descFetchedBytes, rl.fetchedBytes.Load())
+	counter(descHits, rl.hits.Load())
+	counter(descCollapsed, rl.collapsed.Load())
+	counter(descStale, rl.stale.Load())
+	counter(descFailures, rl.failures.Load())
+	ch <- prometheus.MustNewConstMetric(descObjects, prometheus.GaugeValue, float64(kept))
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(keptBytes))
 }

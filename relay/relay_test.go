@@ -13,6 +13,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/onairhq/onair/internal/metricstest"
 )
 
 // holderSrv is a real HTTP server playing the node that holds a channel: it
@@ -979,11 +983,11 @@ func TestMaxBytes(t *testing.T) {
 	}
 }
 
-// metrics parses WriteMetrics' samples.
+// metrics parses the relay's samples as Prometheus gathers them.
 func metrics(t *testing.T, rl *Relay) map[string]int64 {
 	t.Helper()
 	var b strings.Builder
-	if err := rl.WriteMetrics(&b); err != nil {
+	if err := metricstest.Write(&b, rl); err != nil {
 		t.Fatal(err)
 	}
 	m := map[string]int64{}
@@ -992,16 +996,16 @@ func metrics(t *testing.T, rl *Relay) map[string]int64 {
 			continue
 		}
 		name, v, ok := strings.Cut(line, " ")
-		n, err := strconv.ParseInt(v, 10, 64)
+		n, err := strconv.ParseFloat(v, 64)
 		if !ok || err != nil {
 			t.Fatalf("metrics line %q", line)
 		}
-		m[name] = n
+		m[name] = int64(n)
 	}
 	return m
 }
 
-func TestWriteMetrics(t *testing.T) {
+func TestCollect(t *testing.T) {
 	h := newHolder(t)
 	seg := strings.Repeat("s", 100)
 	h.put(segPath, reply{header: map[string]string{"Cache-Control": "public, max-age=60"}, body: seg})
@@ -1017,7 +1021,7 @@ func TestWriteMetrics(t *testing.T) {
 	get(t, srv.URL+"/hls/ch/abcd1234_12_8.m4s") // failure
 
 	var b strings.Builder
-	if err := rl.WriteMetrics(&b); err != nil {
+	if err := metricstest.Write(&b, rl); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
@@ -1042,6 +1046,9 @@ func TestWriteMetrics(t *testing.T) {
 		if got, ok := m[k]; !ok || got != v {
 			t.Errorf("%s = %d (present %v), want %d", k, got, ok, v)
 		}
+	}
+	if problems, err := testutil.CollectAndLint(rl); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", err, problems)
 	}
 	// Two fetches answered; the two attempts at the closed holder count or not.
 	if f := m["onair_relay_fetches_total"]; f < 2 || f > 4 {

@@ -464,6 +464,7 @@ func (p *packager) closePart(end time.Duration, next *segment, from time.Duratio
 		}
 	}
 	if next != nil {
+		p.m.segments.Add(1) // the one this part closed
 		p.seg = next
 		p.segStart = from
 	}
@@ -518,6 +519,7 @@ func (p *packager) finish(end bool) {
 			p.ending = true // the last part takes the audio that outlasts the video
 			p.closePart(stop, nil, stop)
 		}
+		p.m.segments.Add(1) // the last one
 		p.w.finish(end)
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/onairhq/onair/bans"
@@ -54,11 +55,12 @@ type app struct {
 	catalog    *catalog.Catalog // channels made through the API
 	journal    *journal         // moderation events and takedowns in Redis; nil without redis-url
 	channelsMu sync.Mutex
-	channels   channelSet // guarded by channelsMu (channels.go)
-	stop       context.CancelFunc
-	wg         sync.WaitGroup // the app's own goroutines
-	http       httpStats      // the HTTP server's guards (httpserver.go)
-	ready      readiness      // /readyz (readiness.go)
+	channels   channelSet           // guarded by channelsMu (channels.go)
+	stop       context.CancelFunc   // ends the app's own goroutines
+	wg         sync.WaitGroup       // the app's own goroutines
+	http       httpStats            // the HTTP server's guards (httpserver.go)
+	ready      readiness            // /readyz (readiness.go)
+	metrics    *prometheus.Registry // /metrics: every part's collector (metrics.go)
 
 	events *eventsWebhook // events-webhook's deliveries (events.go); nil: none
 }
@@ -254,6 +256,7 @@ func newApp(cfg Config, secret, adminToken string, channels []ingest.ChannelConf
 	}
 
 	a.web = web.New(web.Options{Logger: log.With("part", "web")})
+	a.metrics = a.newRegistry()
 	return a, nil
 }
 
@@ -384,24 +387,8 @@ func (a *app) routes() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /readyz", &a.ready)
-	mux.HandleFunc("GET /metrics", a.metrics)
+	mux.Handle("GET /metrics", a.metricsHandler(a.metrics))
 	return mux
-}
-
-func (a *app) metrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	a.hub.WriteMetrics(w)
-	a.seg.WriteMetrics(w)
-	a.mod.WriteMetrics(w)
-	a.chat.WriteMetrics(w)
-	if a.cluster != nil && a.cluster.relay != nil {
-		a.cluster.relay.WriteMetrics(w)
-	}
-	a.ready.writeMetrics(w)
-	a.http.writeMetrics(w)
-	a.events.writeMetrics(w)
-	writeCollector(w, a.rec)
-	writeProcessMetrics(w)
 }
 
 // broadcastNotices posts a channel's broadcast events into its chat room.

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"io"
 	"log/slog"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/onairhq/onair/events"
 	"github.com/onairhq/onair/ingest"
@@ -131,28 +127,6 @@ func (e *eventsWebhook) flagged(m moderation.Event) {
 func (e *eventsWebhook) close() {
 	if e != nil {
 		e.n.Close(eventsFlush)
-	}
-}
-
-// writeMetrics writes the onair_events_* metrics in the text format.
-func (e *eventsWebhook) writeMetrics(w io.Writer) {
-	if e == nil {
-		return
-	}
-	writeCollector(w, e.n)
-}
-
-// writeCollector writes what c collects in the text format.
-func writeCollector(w io.Writer, c prometheus.Collector) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(c)
-	mfs, err := reg.Gather()
-	if err != nil {
-		return
-	}
-	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, mf := range mfs {
-		enc.Encode(mf)
 	}
 }
 

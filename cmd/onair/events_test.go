@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/onairhq/onair/ingest"
+	"github.com/onairhq/onair/internal/metricstest"
 	"github.com/onairhq/onair/moderation"
 )
 
@@ -93,16 +94,14 @@ func TestEventsWebhookMapping(t *testing.T) {
 			t.Errorf("event %d lacks id or time: %v", i, ev)
 		}
 	}
-	var m strings.Builder
-	e.writeMetrics(&m)
+	m := metricstest.Text(e.n)
 	for _, line := range []string{"onair_events_delivered_total 7", `onair_events_dropped_total{reason="overflow"} 0`, "onair_events_queued 0"} {
-		if !strings.Contains(m.String(), line+"\n") {
-			t.Errorf("metrics lack %q:\n%s", line, m.String())
+		if !strings.Contains(m, line+"\n") {
+			t.Errorf("metrics lack %q:\n%s", line, m)
 		}
 	}
 	var none *eventsWebhook // no events-webhook: every call is a no-op
 	none.BroadcastStarted(b)
 	none.flagged(moderation.Event{})
-	none.writeMetrics(&m)
 	none.close()
 }

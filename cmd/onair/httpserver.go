@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -13,8 +12,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/onairhq/onair/internal/promtext"
 )
 
 // The public HTTP server's limits. Their defaults let a player on a slow link
@@ -82,13 +79,6 @@ type httpStats struct {
 	open    atomic.Int64 // connections accepted and not yet closed (upgraded ones included)
 	refused atomic.Int64 // connections refused at the cap
 	panics  atomic.Int64 // handlers that panicked
-}
-
-func (s *httpStats) writeMetrics(w io.Writer) {
-	p := promtext.NewWriter(w)
-	p.Gauge("onair_http_connections", "HTTP connections open, WebSocket chat included", s.open.Load())
-	p.Counter("onair_http_connections_refused_total", "HTTP connections refused because http-max-conns were open", s.refused.Load())
-	p.Counter("onair_http_handler_panics_total", "HTTP requests whose handler panicked (logged with a stack trace)", s.panics.Load())
 }
 
 // connLimitListener accepts at most max connections at once. Past the cap it

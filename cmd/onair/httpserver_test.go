@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/onairhq/onair/internal/metricstest"
 )
 
 // serveLimited runs an HTTP server with the connection cap and guard on a loopback port.
@@ -240,9 +242,7 @@ func TestReadiness(t *testing.T) {
 	get := func() (int, string, string) {
 		rec := &recorder{header: http.Header{}}
 		rd.ServeHTTP(rec, nil)
-		var m bytes.Buffer
-		rd.writeMetrics(&m)
-		return rec.status, rec.body.String(), m.String()
+		return rec.status, rec.body.String(), metricstest.Text(rd)
 	}
 	code, body, m := get()
 	if code != 200 || !strings.HasPrefix(body, "ready\n") || !strings.Contains(body, "chat: ok") ||

@@ -2,12 +2,9 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
-
-	"github.com/onairhq/onair/internal/promtext"
 )
 
 // readiness decides /readyz. A node is ready while it can do its work for the
@@ -88,21 +85,4 @@ func (rd *readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintf(w, "ready (degraded: %s)\n%s", strings.Join(degraded, ", "), b.String())
-}
-
-func (rd *readiness) writeMetrics(w io.Writer) {
-	p := promtext.NewWriter(w)
-	ready := 1
-	if rd.draining.Load() {
-		ready = 0
-	}
-	p.Gauge("onair_ready", "1 while /readyz answers 200, 0 once shutdown began", ready)
-	degraded := map[string]int{}
-	for _, st := range rd.roles() {
-		degraded[st.role] = 0
-		if st.degraded != "" {
-			degraded[st.role] = 1
-		}
-	}
-	promtext.ByLabel(p, "onair_role_degraded", "gauge", "1 while a role works only in part (chat: Redis unreachable, local rooms only; hls: the registry unreachable, only channels published here)", "role", degraded)
 }

@@ -396,8 +396,9 @@ func metric(addr, name string) int64 {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			return n
+			// The text format writes large values in exponent form (1.5e+06).
+			n, _ := strconv.ParseFloat(f[1], 64)
+			return int64(n)
 		}
 	}
 	return 0

@@ -12,8 +12,11 @@ import (
 	"runtime/pprof"
 	"time"
 
-	"github.com/onairhq/onair/chat"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/onairhq/onair/chat"
 )
 
 // serve runs one chat node on 127.0.0.1 until its stdin closes. It prints "ADDR host:port".
@@ -55,7 +58,9 @@ func serve(args []string) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/chat/{channel}", srv)
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) { srv.WriteMetrics(w) })
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(srv)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
