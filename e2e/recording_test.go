@@ -95,6 +95,7 @@ func TestRecordingVOD(t *testing.T) {
 	}
 
 	playVOD(t, s.HTTP+rec.Playlist, seconds)
+	replayPages(t, s, rec.ID)
 
 	out := filepath.Join(t.TempDir(), "replay.mp4")
 	cmd := exec.Command(onairBin, "recording", "export", rec.ID, out, "--data-dir", s.DataDir)
@@ -147,6 +148,29 @@ func playVOD(t *testing.T, src string, seconds float64) {
 	t.Logf("hls.js %s played the replay to its end: %.2f of %.2f s", st.Version, at, dur)
 	if len(st.Fatal) > 0 || len(st.Holes) > 0 || math.Abs(dur-seconds) > 0.5 {
 		t.Errorf("replay: duration %.2f s, fatal %s, holes %v", dur, joinRaw(st.Fatal), st.Holes)
+	}
+}
+
+// replayPages checks the channel page lists the replay and the replay page plays it.
+func replayPages(t *testing.T, s *Server, id string) {
+	t.Helper()
+	b := newBrowser(t)
+	watch := b.page("watch")
+	do(t, watch, chromedp.Navigate(s.HTTP+"/watch/main"))
+	waitJS(t, watch, "the replay listed on the channel page",
+		`!document.getElementById("replays").hidden && !!document.querySelector('.replay-list a[data-id="`+id+`"]')`, 10*time.Second)
+	href := eval[string](t, watch, `document.querySelector('.replay-list a[data-id="`+id+`"]').getAttribute("href")`)
+	if href != "/replay/main/"+id {
+		t.Fatalf("replay link %q", href)
+	}
+	replay := b.page("replay")
+	do(t, replay, chromedp.Navigate(s.HTTP+href))
+	waitJS(t, replay, "the replay page playing", `document.getElementById("video").currentTime > 2`, 20*time.Second)
+	if fatal := eval[int](t, replay, `window.__onair.fatal.length`); fatal != 0 {
+		t.Errorf("replay page: %d fatal errors", fatal)
+	}
+	if c := b.Console(); len(c) > 0 {
+		t.Errorf("console errors: %v", c)
 	}
 }
 

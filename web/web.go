@@ -43,6 +43,9 @@ var files embed.FS
 
 var channelName = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 
+// recordingID is the form of a recording's id (package recording names them).
+var recordingID = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$`)
+
 // HasEmbeddedHLS reports whether hls.js was vendored into web/static/vendor
 // when this binary was built. Without it the watch page loads hls.js from a
 // public CDN.
@@ -76,6 +79,7 @@ type handler struct {
 
 type pageData struct {
 	Channel      string
+	Recording    string // a recording's id, on the replay page
 	HLSSrc       string
 	HLSIntegrity string
 }
@@ -118,6 +122,7 @@ func New(opts Options) http.Handler {
 	h.mux.HandleFunc("GET /{$}", h.directory)
 	h.mux.HandleFunc("GET /watch/{channel}", h.watch)
 	h.mux.HandleFunc("GET /watch/{channel}/{$}", h.watchSlash)
+	h.mux.HandleFunc("GET /replay/{channel}/{id}", h.replay)
 	h.mux.HandleFunc("GET /static/{file...}", h.static)
 	h.mux.HandleFunc("/", h.notFound)
 	return h
@@ -181,6 +186,16 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.render(w, http.StatusOK, "watch.html", pageData{Channel: name, HLSSrc: h.hlsSrc, HLSIntegrity: h.hlsSRI})
+}
+
+// replay is the page of one recording; the recording itself comes from /vod/.
+func (h *handler) replay(w http.ResponseWriter, r *http.Request) {
+	name, id := r.PathValue("channel"), r.PathValue("id")
+	if !channelName.MatchString(name) || !recordingID.MatchString(id) {
+		h.notFound(w, r)
+		return
+	}
+	h.render(w, http.StatusOK, "replay.html", pageData{Channel: name, Recording: id, HLSSrc: h.hlsSrc, HLSIntegrity: h.hlsSRI})
 }
 
 func (h *handler) watchSlash(w http.ResponseWriter, r *http.Request) {

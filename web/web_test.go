@@ -44,6 +44,10 @@ func TestPages(t *testing.T) {
 		{"/watch/%3Cscript%3E", "Not found", 404},
 		{"/nope", "Not found", 404},
 		{"/watch/", "Not found", 404},
+		{"/replay/main/20261201T100000Z-0123abcd", `data-recording="20261201T100000Z-0123abcd"`, 200},
+		{"/replay/main/20261201T100000Z-0123abcd/x", "Not found", 404},
+		{"/replay/main/20261201T100000Z-0123ABCD", "Not found", 404},
+		{"/replay/Main/20261201T100000Z-0123abcd", "Not found", 404},
 	} {
 		rec := get(t, h, "GET", tc.path, nil)
 		if rec.Code != tc.status {

@@ -289,10 +289,10 @@ func checkEdgeTemplate(t *testing.T, what, tmpl string, env map[string]string) {
 	checkNginx(t, what, conf)
 }
 
-// hlsLocation is what a template does in its location /hls/ {} block, less
+// hlsLocation is what a template does in its HLS (and recordings) location block, less
 // where it proxies to and the Host it sends.
 func hlsLocation(tmpl string) []string {
-	_, block, ok := strings.Cut(tmpl, "location /hls/ {")
+	_, block, ok := strings.Cut(tmpl, "location ~ ^/(hls|vod)/ {")
 	if !ok {
 		return nil
 	}
@@ -333,7 +333,7 @@ func TestEdgeTemplates(t *testing.T) {
 	})
 	a, b := hlsLocation(string(single)), hlsLocation(string(cluster))
 	if len(a) == 0 || !slices.Equal(a, b) {
-		t.Errorf("location /hls/ differs between the templates:\nonair-edge.conf.template:\n  %s\nonair-edge-cluster.conf.template:\n  %s",
+		t.Errorf("the HLS location differs between the templates:\nonair-edge.conf.template:\n  %s\nonair-edge-cluster.conf.template:\n  %s",
 			strings.Join(a, "\n  "), strings.Join(b, "\n  "))
 	}
 }

@@ -6,6 +6,7 @@ import { fetchJSON, channelURL, channelState, liveFor, plural, resolution, bitra
 import { Player } from "./player.js";
 import { ChatView } from "./chat-ui.js";
 import { HealthPanel, takeAdminToken } from "./health-ui.js";
+import { ReplayList } from "./replays.js";
 
 const POLL_MS = 3000;
 const RETRY_MS = 2000;
@@ -239,6 +240,10 @@ setInterval(() => {
 // Before the chat view takes "#mod=": "#admin=" is read and removed first.
 const adminToken = takeAdminToken();
 
+// The channel's replays, read again when a broadcast starts or ends.
+const replays = new ReplayList(document.getElementById("replays"), channel);
+replays.start();
+
 new ChatView(channel, {
   hook,
   onSystem(ev) {
@@ -251,6 +256,7 @@ new ChatView(channel, {
     if (ev.kind === "live" || ev.kind === "offline" || ev.kind === "taken_down") {
       retryAt = 0;
       poll(); // the API is the source of truth; re-read it now
+      replays.refresh();
     }
   },
 });
