@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/onairhq/onair/events"
 	"github.com/onairhq/onair/relay"
 )
 
@@ -155,8 +156,14 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 		t.Error("no node template variable")
 	}
 
-	// The relay runs only on origins with redis-url: describe one apart.
-	have := describedNames(newTestApp(t, 1), relay.New(relay.Options{}))
+	// The relay runs only on origins with redis-url, the events webhook's
+	// notifier only with events-webhook: describe them apart.
+	n, err := events.New(events.Options{URL: "http://127.0.0.1:9/", Secret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(0)
+	have := describedNames(newTestApp(t, 1), relay.New(relay.Options{}), n)
 	metric := regexp.MustCompile(`\b(?:onair|go|process)_[a-z0-9_]+\b`)
 	used := 0
 	for _, p := range d.Panels {
