@@ -142,7 +142,7 @@ func (r *Recorder) Start(b *ingest.Broadcast, init []byte) *Writer {
 	r.metrics.started.Add(1)
 	r.log.Info("recording", "channel", b.Channel, "recording", m.ID, "dir", dir)
 	r.wg.Go(w.run)
-	r.enforce(b.Channel)
+	r.wg.Go(func() { r.enforce(b.Channel) }) // off the packager's goroutine: removing may take a while
 	return w
 }
 
@@ -249,12 +249,17 @@ func (r *Recorder) Get(channel, id string) (Meta, error) {
 	if !ingest.ValidChannelName(channel) || !ValidID(id) {
 		return Meta{}, ErrNotFound
 	}
-	for _, m := range r.read(channel) {
-		if m.ID == id {
-			return m, nil
-		}
+	m, err := readMeta(filepath.Join(r.opts.Dir, channel, id))
+	if err != nil || m.ID != id || m.Channel != channel {
+		return Meta{}, ErrNotFound
 	}
-	return Meta{}, ErrNotFound
+	r.mu.Lock()
+	live := r.active[channel]
+	r.mu.Unlock()
+	if live != nil && live.meta.ID == id && live.hidden.Load() {
+		m.State = StateHidden // taken down while its last part is still being written
+	}
+	return m, nil
 }
 
 // Delete removes a recording; the one being written cannot be.

@@ -178,7 +178,7 @@ func TestRetention(t *testing.T) {
 			waitFor(t, func() bool { m, _ := r.Get("main", w.meta.ID); return m.Segments == 2 })
 		}
 	}
-	// Four of 1600 bytes: the oldest went when the fourth started (or grew).
+	// Four of 1600 bytes: the oldest goes once the fourth has grown.
 	r.enforce("main")
 	var left []string
 	for _, m := range r.List("main", true) {
@@ -187,10 +187,21 @@ func TestRetention(t *testing.T) {
 	if strings.Join(left, ",") != strings.Join([]string{ids[3], ids[2], ids[1]}, ",") {
 		t.Fatalf("left %v of %v", left, ids)
 	}
-	r.opts.MaxBytes = 1
-	r.enforce("main")
-	if left := r.List("main", true); len(left) != 1 || left[0].ID != ids[3] {
-		t.Fatalf("with a 1-byte limit, left %v; want only the live one", left)
+
+	// A recording bigger than the limit all alone stays while it is written.
+	tiny := newRecorder(t, Options{MaxBytes: 1})
+	w := tiny.Start(&ingest.Broadcast{ID: "cccccccccccccccc", Channel: "main", Started: started}, []byte("init"))
+	feed(w, 0, 2, 4, -1)
+	waitFor(t, func() bool { m, _ := tiny.Get("main", w.meta.ID); return m.Segments == 2 })
+	tiny.enforce("main")
+	if left := tiny.List("main", true); len(left) != 1 {
+		t.Fatalf("with a 1-byte limit, left %v; want the live one kept", left)
+	}
+	w.End(ingest.EndStopped)
+	waitDone(t, w)
+	tiny.enforce("main")
+	if left := tiny.List("main", true); len(left) != 0 {
+		t.Fatalf("with a 1-byte limit, left %v once it ended", left)
 	}
 }
 
