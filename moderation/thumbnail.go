@@ -28,6 +28,14 @@ func (m *Moderator) Thumbnail(channel string) ([]byte, time.Time, bool) {
 	return st.thumb, st.thumbAt, true
 }
 
+// FreshThumbnail returns the channel's thumbnail as JPEG, having a keyframe
+// decoded first when thumbnails are made on demand (no screeners) and there
+// is none or it is stale; it waits for that decode until ctx is done.
+func (m *Moderator) FreshThumbnail(ctx context.Context, channel string) ([]byte, bool) {
+	img, _, _ := m.freshThumbnail(ctx, channel)
+	return img, img != nil
+}
+
 // ThumbnailHandler serves the newest screened keyframe of a live channel as
 // JPEG. Mount it on a pattern with a {name} wildcard, such as
 // "GET /api/v1/channels/{name}/thumbnail.jpg". It answers 404 when the

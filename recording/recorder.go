@@ -42,7 +42,10 @@ type Options struct {
 	// OnHide, if set, is told the URL paths of a recording that stops being
 	// served (a takedown), to purge them from CDN caches.
 	OnHide func(channel string, paths []string)
-	Logger *slog.Logger
+	// Thumbnail, if set, returns a JPEG of the channel's picture now; a
+	// recording asks for one once it has a few seconds, for its listing.
+	Thumbnail func(ctx context.Context, channel string) ([]byte, bool)
+	Logger    *slog.Logger
 }
 
 // Recorder records broadcasts and keeps the recordings within their limits.
@@ -204,7 +207,7 @@ func (r *Recorder) finished(w *Writer) {
 // recordingPaths are the URL paths a recording is served at.
 func recordingPaths(channel, id string, segments int) []string {
 	base := "/vod/" + channel + "/" + id + "/"
-	paths := []string{base + playlistFile, base + initFile}
+	paths := []string{base + playlistFile, base + initFile, base + thumbnailFile}
 	for i := range segments + 1 {
 		paths = append(paths, base+segmentFile(i))
 	}
@@ -281,6 +284,25 @@ func (r *Recorder) Delete(channel, id string) error {
 		r.opts.OnHide(channel, recordingPaths(channel, id, 0))
 	}
 	return nil
+}
+
+// thumbnail saves a picture of the broadcast for the recording's listing,
+// off the writing goroutine (a decode may take a second).
+func (r *Recorder) thumbnail(w *Writer) {
+	if r.opts.Thumbnail == nil {
+		return
+	}
+	r.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		img, ok := r.opts.Thumbnail(ctx, w.meta.Channel)
+		if !ok {
+			return
+		}
+		if err := writeFileAtomic(filepath.Join(w.dir, thumbnailFile), img); err != nil {
+			r.log.Warn("recording's thumbnail not saved", "recording", w.String(), "err", err)
+		}
+	})
 }
 
 // ErrLive is returned for deleting the recording of a live broadcast.

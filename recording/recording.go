@@ -6,7 +6,8 @@
 //
 // A recording directory holds init.mp4, one file per segment (parts are
 // appended as they come), parts.log (one line per part written, so a crash
-// loses at most the part being written), index.m3u8 and meta.json.
+// loses at most the part being written), index.m3u8, meta.json and
+// thumbnail.jpg (a picture from its first seconds, when one could be made).
 package recording
 
 import (
@@ -41,6 +42,8 @@ type Meta struct {
 	State       State         `json:"state"`
 	// Stopped says why recording stopped before the broadcast ended (a full disk, say).
 	Stopped string `json:"stopped,omitempty"`
+	// Thumbnail says the recording has a thumbnail.jpg.
+	Thumbnail bool `json:"-"`
 }
 
 var idRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$`)
@@ -58,10 +61,11 @@ func newID(start time.Time, broadcastID string) string {
 }
 
 const (
-	metaFile     = "meta.json"
-	playlistFile = "index.m3u8"
-	initFile     = "init.mp4"
-	partsLog     = "parts.log"
+	metaFile      = "meta.json"
+	playlistFile  = "index.m3u8"
+	initFile      = "init.mp4"
+	partsLog      = "parts.log"
+	thumbnailFile = "thumbnail.jpg"
 )
 
 func segmentFile(i int) string { return fmt.Sprintf("%06d.m4s", i) }
@@ -78,6 +82,8 @@ func readMeta(dir string) (Meta, error) {
 	if !ValidID(m.ID) {
 		return m, fmt.Errorf("read %s: bad id %q", filepath.Join(dir, metaFile), m.ID)
 	}
+	_, err = os.Stat(filepath.Join(dir, thumbnailFile))
+	m.Thumbnail = err == nil
 	return m, nil
 }
 

@@ -2,6 +2,7 @@ package recording
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -52,7 +53,7 @@ func waitDone(t *testing.T, w *Writer) {
 }
 
 func TestRecordBroadcast(t *testing.T) {
-	r := newRecorder(t, Options{})
+	r := newRecorder(t, Options{Thumbnail: func(_ context.Context, channel string) ([]byte, bool) { return []byte("jpeg of " + channel), true }})
 	b := &ingest.Broadcast{ID: "0123456789abcdef", Channel: "main", Started: started}
 	w := r.Start(b, []byte("init"))
 	if w == nil {
@@ -70,6 +71,10 @@ func TestRecordBroadcast(t *testing.T) {
 	}
 	if hdr.Get("Cache-Control") != "public, max-age=1" {
 		t.Fatalf("live playlist Cache-Control %q", hdr.Get("Cache-Control"))
+	}
+	waitFor(t, func() bool { m, _ := r.Get("main", w.meta.ID); return m.Thumbnail })
+	if body, hdr := get(t, srv.URL+"/vod/main/"+w.meta.ID+"/thumbnail.jpg", 200); body != "jpeg of main" || hdr.Get("Content-Type") != "image/jpeg" {
+		t.Fatalf("thumbnail %q, %v", body, hdr)
 	}
 	feed(w, 3, 1, 2, 3) // a discontinuity (a reconnect), then a segment cut short by the end
 	w.Part([]byte("tail"), 100*time.Millisecond, true, false, false, started.Add(5*time.Second))
@@ -99,7 +104,9 @@ func TestRecordBroadcast(t *testing.T) {
 	}
 	for _, bad := range []string{"/vod/main/" + w.meta.ID + "/meta.json", "/vod/main/" + w.meta.ID + "/parts.log", "/vod/main/../main/" + w.meta.ID + "/index.m3u8",
 		"/vod/main/" + w.meta.ID + "/000009.m4s", "/vod/main/nope/index.m3u8", "/vod/other/" + w.meta.ID + "/index.m3u8"} {
-		get(t, srv.URL+bad, 404)
+		if _, hdr := get(t, srv.URL+bad, 404); hdr.Get("Cache-Control") != "public, max-age=1" {
+			t.Errorf("%s: 404 with Cache-Control %q", bad, hdr.Get("Cache-Control"))
+		}
 	}
 }
 
@@ -202,6 +209,22 @@ func TestRetention(t *testing.T) {
 	tiny.enforce("main")
 	if left := tiny.List("main", true); len(left) != 0 {
 		t.Fatalf("with a 1-byte limit, left %v once it ended", left)
+	}
+}
+
+// Recordings older than MaxAge go; younger ones stay.
+func TestRetentionByAge(t *testing.T) {
+	r := newRecorder(t, Options{MaxAge: 24 * time.Hour})
+	for _, start := range []time.Time{time.Now().Add(-72 * time.Hour), time.Now().Add(-time.Hour)} {
+		w := r.Start(&ingest.Broadcast{ID: "dddddddd" + start.Format("150405") + "00", Channel: "main", Started: start}, []byte("init"))
+		feed(w, 0, 1, 4, -1)
+		w.End(ingest.EndStopped)
+		waitDone(t, w)
+	}
+	r.enforce("main")
+	left := r.List("main", true)
+	if len(left) != 1 || time.Since(left[0].Started) > 2*time.Hour {
+		t.Fatalf("left %+v; want only the recording of an hour ago", left)
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-var fileRE = regexp.MustCompile(`^(index\.m3u8|init\.mp4|[0-9]{6}\.m4s)$`)
+var fileRE = regexp.MustCompile(`^(index\.m3u8|init\.mp4|[0-9]{6}\.m4s|thumbnail\.jpg)$`)
 
 // Handler serves recordings at /vod/{channel}/{id}/{file}: the playlist, the
 // init segment and the segments. Segments never change once listed, so they
@@ -21,54 +21,58 @@ func (r *Recorder) Handler() http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
+		notFound := func() {
+			// Briefly: a thumbnail or a segment may exist in a moment.
+			w.Header().Set("Cache-Control", "public, max-age=1")
+			http.NotFound(w, req)
+		}
 		parts := strings.Split(strings.TrimPrefix(req.URL.Path, "/vod/"), "/")
 		if len(parts) != 3 || !fileRE.MatchString(parts[2]) || strings.Contains(req.URL.RawPath, "%") {
-			http.NotFound(w, req)
+			notFound()
 			return
 		}
 		m, err := r.Get(parts[0], parts[1])
-		if err != nil || m.State == StateHidden {
-			http.NotFound(w, req)
+		file := parts[2]
+		if err != nil || m.State == StateHidden || !r.listed(m, file) {
+			notFound() // a segment still being written is not served
 			return
 		}
-		file := parts[2]
-		path := filepath.Join(r.opts.Dir, m.Channel, m.ID, file)
-		switch {
-		case file == playlistFile && m.State == StateRecording:
-			w.Header().Set("Cache-Control", "public, max-age=1")
-		case file == playlistFile:
-			w.Header().Set("Cache-Control", "public, max-age=86400")
-		default:
-			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-		}
-		if file == playlistFile {
-			w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
-		} else {
-			w.Header().Set("Content-Type", "video/mp4")
-			if !r.listed(m, file) {
-				http.NotFound(w, req) // a segment still being written is not served
-				return
-			}
-		}
-		w.Header().Set("Access-Control-Allow-Origin", "*")
-		f, err := os.Open(path)
+		f, err := os.Open(filepath.Join(r.opts.Dir, m.Channel, m.ID, file))
 		if err != nil {
-			http.NotFound(w, req)
+			notFound()
 			return
 		}
 		defer f.Close()
 		st, err := f.Stat()
 		if err != nil {
-			http.NotFound(w, req)
+			notFound()
 			return
 		}
+		h := w.Header()
+		switch {
+		case file == playlistFile && m.State == StateRecording:
+			h.Set("Cache-Control", "public, max-age=1")
+		case file == playlistFile, file == thumbnailFile:
+			h.Set("Cache-Control", "public, max-age=86400")
+		default:
+			h.Set("Cache-Control", "public, max-age=31536000, immutable")
+		}
+		switch file {
+		case playlistFile:
+			h.Set("Content-Type", "application/vnd.apple.mpegurl")
+		case thumbnailFile:
+			h.Set("Content-Type", "image/jpeg")
+		default:
+			h.Set("Content-Type", "video/mp4")
+		}
+		h.Set("Access-Control-Allow-Origin", "*")
 		http.ServeContent(w, req, file, st.ModTime(), f)
 	})
 }
 
 // listed reports whether a media file of m is complete (listed in its playlist).
 func (r *Recorder) listed(m Meta, file string) bool {
-	if file == initFile || m.State != StateRecording {
+	if file == playlistFile || file == initFile || file == thumbnailFile || m.State != StateRecording {
 		return true
 	}
 	var i int

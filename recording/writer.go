@@ -179,6 +179,9 @@ func (w *Writer) closeSegment() {
 		return
 	}
 	w.segs = append(w.segs, w.cur)
+	if len(w.segs) == 3 {
+		w.r.thumbnail(w) // a few seconds in: past a black first frame or a fade-in
+	}
 	w.meta.Duration += w.cur.dur
 	w.meta.Segments = len(w.segs)
 	// The description first: the server serves a segment once it counts it,

@@ -131,7 +131,9 @@ func newApp(cfg Config, secret, adminToken string, channels []ingest.ChannelConf
 	}
 
 	// Media.
-	if a.rec, err = recording.New(recordingOptions(cfg, a.purgeEdges, log.With("part", "recording"))); err != nil {
+	ropts := recordingOptions(cfg, a.purgeEdges, log.With("part", "recording"))
+	ropts.Thumbnail = func(ctx context.Context, channel string) ([]byte, bool) { return a.mod.FreshThumbnail(ctx, channel) }
+	if a.rec, err = recording.New(ropts); err != nil {
 		return nil, err
 	}
 	a.seg, err = segmenter.New(segmenter.Options{

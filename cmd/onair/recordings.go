@@ -40,21 +40,26 @@ func recordingOptions(cfg Config, onHide func(string, []string), log *slog.Logge
 
 // recordingView is a recording as the API lists it.
 type recordingView struct {
-	ID       string    `json:"id"`
-	Channel  string    `json:"channel"`
-	Start    time.Time `json:"start"`
-	Duration float64   `json:"duration"` // seconds
-	Size     int64     `json:"size"`     // bytes
-	State    string    `json:"state"`    // recording, complete, hidden (admins only)
-	Stopped  string    `json:"stopped,omitempty"`
-	Playlist string    `json:"playlist"`
-	Watch    string    `json:"watch"`
+	ID        string    `json:"id"`
+	Channel   string    `json:"channel"`
+	Start     time.Time `json:"start"`
+	Duration  float64   `json:"duration"` // seconds
+	Size      int64     `json:"size"`     // bytes
+	State     string    `json:"state"`    // recording, complete, hidden (admins only)
+	Stopped   string    `json:"stopped,omitempty"`
+	Playlist  string    `json:"playlist"`
+	Watch     string    `json:"watch"`
+	Thumbnail string    `json:"thumbnail,omitempty"` // a picture from its first seconds, if one could be made
 }
 
 func viewRecording(m recording.Meta) recordingView {
 	base := "/vod/" + m.Channel + "/" + m.ID + "/"
-	return recordingView{ID: m.ID, Channel: m.Channel, Start: m.Started, Duration: m.Duration.Seconds(), Size: m.Size,
+	v := recordingView{ID: m.ID, Channel: m.Channel, Start: m.Started, Duration: m.Duration.Seconds(), Size: m.Size,
 		State: string(m.State), Stopped: m.Stopped, Playlist: base + "index.m3u8", Watch: "/replay/" + m.Channel + "/" + m.ID}
+	if m.Thumbnail {
+		v.Thumbnail = base + "thumbnail.jpg"
+	}
+	return v
 }
 
 // listRecordings lists a channel's replays, newest first; with the admin
