@@ -17,12 +17,13 @@ import (
 
 // recordingView is a recording as /api/v1/channels/{name}/recordings lists it.
 type recordingView struct {
-	ID       string  `json:"id"`
-	Duration float64 `json:"duration"`
-	Size     int64   `json:"size"`
-	State    string  `json:"state"`
-	Stopped  string  `json:"stopped"`
-	Playlist string  `json:"playlist"`
+	ID        string  `json:"id"`
+	Duration  float64 `json:"duration"`
+	Size      int64   `json:"size"`
+	State     string  `json:"state"`
+	Stopped   string  `json:"stopped"`
+	Playlist  string  `json:"playlist"`
+	Thumbnail string  `json:"thumbnail"`
 }
 
 func recordings(t *testing.T, s *Server, admin string) []recordingView {
@@ -94,6 +95,11 @@ func TestRecordingVOD(t *testing.T) {
 		t.Errorf("decoded %d video frames, want all %d", len(video), seconds*fps)
 	}
 
+	if rec.Thumbnail == "" {
+		t.Error("the recording has no thumbnail")
+	} else if resp, img := Get(t, s.HTTP+rec.Thumbnail); resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" || len(img) < 1000 {
+		t.Errorf("thumbnail: %d %s, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(img))
+	}
 	playVOD(t, s.HTTP+rec.Playlist, seconds)
 	replayPages(t, s, rec.ID)
 

@@ -36,6 +36,7 @@ export class ReplayList {
     const start = new Date(r.start);
     const when = Number.isNaN(start.getTime()) ? r.id : start.toLocaleString();
     const label = r.state === "recording" ? `${when} · recording now` : `${when} · ${formatDuration(r.duration)}`;
-    return el("li", {}, el("a", { href: r.watch, dataset: { id: r.id } }, label));
+    const thumb = r.thumbnail ? el("img", { src: r.thumbnail, alt: "", width: 96, height: 54, loading: "lazy" }) : null;
+    return el("li", {}, el("a", { href: r.watch, dataset: { id: r.id } }, thumb, label));
   }
 }
