@@ -262,3 +262,32 @@ func TestRecordingDiskFull(t *testing.T) {
 	}
 	playlistAdvances(t, s.HTTP, 10*time.Second)
 }
+
+// onair killed while recording: the next start on the same data directory
+// finishes the recording from what reached the disk, and it plays.
+func TestRecordingSurvivesCrash(t *testing.T) {
+	needTools(t, "ffmpeg", "ffprobe")
+	file := sharedSource(t, Source{Width: 320, Height: 240, FPS: 30, Seconds: 6})
+	dir := t.TempDir()
+	s := StartServer(t, "--record", "all", "--data-dir", dir)
+	pub := Publish(t, file, s.RTMP+"/"+s.Key, true)
+	live := waitRecording(t, s, "of a few seconds", 20*time.Second, func(r recordingView) bool { return r.Duration >= 4 })
+	s.cmd.Process.Kill() // no shutdown: the recording is left as it was
+	<-s.done
+	pub.Kill()
+
+	s = StartServer(t, "--record", "all", "--data-dir", dir)
+	rec := recordings(t, s, "")[0]
+	t.Logf("recovered %s: %.2f s (%.2f s listed before the crash), %q", rec.ID, rec.Duration, live.Duration, rec.Stopped)
+	if rec.ID != live.ID || rec.State != "complete" || rec.Duration < live.Duration || rec.Stopped == "" {
+		t.Fatalf("after the crash: %+v", rec)
+	}
+	if !strings.Contains(s.Logs(), "recording interrupted by a stop of onair, recovered") {
+		t.Error("no log line about the recovered recording")
+	}
+	video, _ := probeFrames(t, s.HTTP+rec.Playlist, 30*time.Second)
+	checkContinuous(t, "video", video, 1.0/30)
+	if float64(len(video)) < 30*rec.Duration-1 {
+		t.Errorf("%d frames decoded from %.2f s", len(video), rec.Duration)
+	}
+}
