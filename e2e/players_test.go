@@ -181,7 +181,7 @@ func newPlayerBrowser(t *testing.T) context.Context {
 }
 
 // waitLivePlaylist waits until the first media playlist that the multivariant
-// playlist names lists at least n segments. It relies on nothing but
+// playlist names is live and lists at least n segments. It relies on nothing but
 // index.m3u8 and the URIs in it.
 func waitLivePlaylist(t *testing.T, index string, n int, timeout time.Duration) {
 	t.Helper()
@@ -194,7 +194,7 @@ func waitLivePlaylist(t *testing.T, index string, n int, timeout time.Duration) 
 			}
 		}
 		if media != "" {
-			if body, ok := fetch200(media); ok && strings.Count(body, "#EXTINF:") >= n {
+			if body, ok := fetch200(media); ok && strings.Count(body, "#EXTINF:") >= n && isLive(body) {
 				return
 			}
 		}
@@ -203,6 +203,14 @@ func waitLivePlaylist(t *testing.T, index string, n int, timeout time.Duration) 
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// isLive reports whether a media playlist is a live one: not ended, and
+// for LL-HLS with a preload hint (an ended broadcast's playlist, still
+// served for a while, has neither).
+func isLive(pl string) bool {
+	return !strings.Contains(pl, "#EXT-X-ENDLIST") &&
+		(!strings.Contains(pl, "#EXT-X-PART-INF") || strings.Contains(pl, "#EXT-X-PRELOAD-HINT"))
 }
 
 // firstMediaPlaylist is the URL of the first variant in a multivariant
