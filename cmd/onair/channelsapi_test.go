@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -230,35 +228,6 @@ func TestChannelAPI(t *testing.T) {
 	}
 	c2.admin("DELETE", "/api/v1/channels/news", nil, 204)
 	c2.admin("GET", "/api/v1/channels/news", nil, 404)
-}
-
-// startServeRTMP runs onair serve and returns its RTMP and HTTP addresses and its log.
-func startServeRTMP(t *testing.T, args ...string) (rtmpAddr, httpAddr string, logs *lockedBuffer) {
-	t.Helper()
-	logs = &lockedBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, append([]string{"--data-dir", t.TempDir(), "--rtmp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-			"--shutdown-drain", "0s", "--moderation-gate=false", "--log-level", "debug"}, args...), &bytes.Buffer{}, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("log:\n%s", logs.String())
-		}
-	})
-	waitUntil(t, "start", 10*time.Second, func() bool {
-		m := regexp.MustCompile(`onair started.* rtmp=(\S+) http=(\S+)`).FindStringSubmatch(logs.String())
-		if m != nil {
-			rtmpAddr, httpAddr = m[1], m[2]
-		}
-		return m != nil
-	})
-	return rtmpAddr, httpAddr, logs
 }
 
 // A key rotated during a live broadcast does not cut it; the old key is

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -96,4 +97,33 @@ func TestModeratorTokenCommand(t *testing.T) {
 	if code := run([]string{"token", "revoke", "not-an-id", "--data-dir", dir}, &out, &errOut); code == 0 {
 		t.Fatal("revoked a malformed id")
 	}
+}
+
+// startServeRTMP runs onair serve and returns its RTMP and HTTP addresses and its log.
+func startServeRTMP(t *testing.T, args ...string) (rtmpAddr, httpAddr string, logs *lockedBuffer) {
+	t.Helper()
+	logs = &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, append([]string{"--data-dir", t.TempDir(), "--rtmp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+			"--shutdown-drain", "0s", "--moderation-gate=false", "--log-level", "debug"}, args...), &bytes.Buffer{}, logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	})
+	waitUntil(t, "start", 10*time.Second, func() bool {
+		m := regexp.MustCompile(`onair started.* rtmp=(\S+) http=(\S+)`).FindStringSubmatch(logs.String())
+		if m != nil {
+			rtmpAddr, httpAddr = m[1], m[2]
+		}
+		return m != nil
+	})
+	return rtmpAddr, httpAddr, logs
 }

@@ -2,13 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,30 +59,7 @@ func TestSIGHUPReloadsChannels(t *testing.T) {
 		}
 	}
 	write(`"main:main-key-1", "gone:gone-key-1"`)
-	logs := &lockedBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, []string{"--config", file, "--data-dir", dir, "--rtmp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-			"--moderation-gate=false", "--log-level", "debug"}, &bytes.Buffer{}, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("log:\n%s", logs.String())
-		}
-	})
-	var rtmpAddr, httpAddr string
-	waitUntil(t, "start", 10*time.Second, func() bool {
-		m := regexp.MustCompile(`onair started.* rtmp=(\S+) http=(\S+)`).FindStringSubmatch(logs.String())
-		if m != nil {
-			rtmpAddr, httpAddr = m[1], m[2]
-		}
-		return m != nil
-	})
+	rtmpAddr, httpAddr, logs := startServeRTMP(t, "--config", file, "--data-dir", dir)
 	publish := func(key string, seconds string) *exec.Cmd {
 		cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=15:duration="+seconds,
 			"-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-f", "flv", "rtmp://"+rtmpAddr+"/live/"+key)

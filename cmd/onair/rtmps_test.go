@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -68,31 +67,9 @@ func TestRTMPSPublishAndCertificateReload(t *testing.T) {
 	dir := t.TempDir()
 	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	testcert.Write(t, certPath, keyPath, testcert.Spec{Serial: 1})
-	logs := &lockedBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, []string{"--data-dir", dir, "--channel", "main:main-key-123", "--rtmp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-			"--rtmps-addr", "127.0.0.1:0", "--tls-cert", certPath, "--tls-key", keyPath,
-			"--moderation-gate=false", "--shutdown-drain", "0s", "--log-level", "debug"}, &bytes.Buffer{}, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("log:\n%s", logs.String())
-		}
-	})
-	var httpAddr, rtmpsAddr string
-	waitUntil(t, "start", 10*time.Second, func() bool {
-		m := regexp.MustCompile(`onair started.* rtmp=(\S+) http=(\S+) .*rtmps=(\S+)`).FindStringSubmatch(logs.String())
-		if m != nil {
-			httpAddr, rtmpsAddr = m[2], m[3]
-		}
-		return m != nil
-	})
+	_, httpAddr, logs := startServeRTMP(t, "--data-dir", dir, "--channel", "main:main-key-123",
+		"--rtmps-addr", "127.0.0.1:0", "--tls-cert", certPath, "--tls-key", keyPath)
+	rtmpsAddr := regexp.MustCompile(`onair started.* rtmps=(\S+)`).FindStringSubmatch(logs.String())[1]
 
 	ff := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=15",
 		"-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-f", "flv", "rtmps://"+rtmpsAddr+"/live/main-key-123")
