@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/onairhq/onair/internal/atomicfile"
 )
 
 // FileStore keeps the catalog in one JSON file, rewritten whole on every
@@ -49,26 +51,7 @@ func (s *FileStore) write(c fileContents) error {
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
 		return fmt.Errorf("save %s: %w", s.path, err)
 	}
-	tmp := s.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("save %s: %w", s.path, err)
-	}
-	_, err = f.Write(raw)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("save %s: %w", s.path, err)
-	}
-	return nil
+	return atomicfile.Write(s.path, raw, 0o600)
 }
 
 // List implements Store.

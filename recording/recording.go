@@ -87,7 +87,9 @@ func readMeta(dir string) (Meta, error) {
 	return m, nil
 }
 
-// writeFileAtomic replaces path with data whole or not at all.
+// writeFileAtomic replaces path with data whole or not at all. Unlike
+// internal/atomicfile it does not sync: it runs once a segment for every
+// recorded stream, and after a crash the recording is rebuilt from parts.log.
 func writeFileAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
