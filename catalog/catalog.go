@@ -44,6 +44,12 @@ func (c Channel) Hashes() [][32]byte {
 	return out
 }
 
+// HasKey reports whether secret is one of c's keys.
+func (c Channel) HasKey(secret string) bool {
+	sum := sha256.Sum256([]byte(secret))
+	return slices.Contains(c.Hashes(), sum)
+}
+
 // Store keeps the catalog's channels. FileStore and RedisStore implement it.
 type Store interface {
 	// List returns every channel, sorted by name.

@@ -115,8 +115,18 @@ func TestSeedOnce(t *testing.T) {
 			ctx := context.Background()
 			c := &Catalog{Store: st}
 			main := Channel{Name: "main", Title: "main", Keys: []Key{c.KeyEntry("sk_default")}}
+			if fs, ok := st.(*FileStore); ok {
+				if seeded, err := fs.Seeded(); seeded || err != nil {
+					t.Fatalf("seeded before Seed: %v, %v", seeded, err)
+				}
+			}
 			if err := st.Seed(ctx, main); err != nil {
 				t.Fatal(err)
+			}
+			if fs, ok := st.(*FileStore); ok {
+				if seeded, err := fs.Seeded(); !seeded || err != nil {
+					t.Fatalf("seeded after Seed: %v, %v", seeded, err)
+				}
 			}
 			if all, _ := st.List(ctx); len(all) != 1 || all[0].Hashes()[0] != sha256.Sum256([]byte("sk_default")) {
 				t.Fatalf("seeded: %+v", all)

@@ -92,6 +92,14 @@ func (s *FileStore) Update(ctx context.Context, name string, fn func(*Channel) (
 	return s.write(c)
 }
 
+// Seeded reports whether a default channel was ever put in the file (Seed).
+func (s *FileStore) Seeded() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.read()
+	return c.Seeded, err
+}
+
 // Seed implements Store.
 func (s *FileStore) Seed(ctx context.Context, ch Channel) error {
 	s.mu.Lock()

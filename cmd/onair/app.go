@@ -300,6 +300,9 @@ func (a *app) journalEvent(ev moderation.Event) {
 	}
 }
 
+// catalogFile keeps the channels made through the API, without Redis.
+const catalogFile = "channels.json"
+
 // openCatalog reads the channels made through the API (seeding the default
 // channel the first time) and, with Redis, follows other nodes' changes.
 func (a *app) openCatalog(seed *ingest.ChannelConfig) error {
@@ -309,7 +312,7 @@ func (a *app) openCatalog(seed *ingest.ChannelConfig) error {
 		rs = catalog.NewRedisStore(a.rdb)
 		store = rs
 	} else {
-		store = catalog.NewFileStore(filepath.Join(a.cfg.DataDir, "channels.json"))
+		store = catalog.NewFileStore(filepath.Join(a.cfg.DataDir, catalogFile))
 	}
 	a.catalog = &catalog.Catalog{Store: store}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

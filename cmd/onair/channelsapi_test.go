@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -332,4 +333,30 @@ func TestChannelAPIAcrossNodes(t *testing.T) {
 	}
 	b.admin("DELETE", "/api/v1/channels/shared", nil, 204)
 	waitUntil(t, "the channel gone from the first node", 3*time.Second, func() bool { return title(a) == 404 })
+}
+
+// "onair key show" says when the generated key was rotated through the API,
+// instead of printing a key that no longer publishes.
+func TestKeyShowAfterRotation(t *testing.T) {
+	const token = "adm-test-token-for-key-show"
+	t.Setenv("ONAIR_ADMIN_TOKEN", token)
+	dir := t.TempDir()
+	c := apiClient{t: t, base: startServe(t, "--data-dir", dir), token: token}
+	show := func() (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run([]string{"key", "show", "--data-dir", dir}, &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	if code, out, _ := show(); code != 0 || !strings.HasPrefix(out, "sk_") {
+		t.Fatalf("before the rotation: exit %d, %q", code, out)
+	}
+	keys := c.admin("GET", "/api/v1/channels/main/keys", nil, 200)["keys"].([]any)
+	c.admin("POST", "/api/v1/channels/main/keys/"+keys[0].(map[string]any)["id"].(string)+"/rotate", nil, 201)
+	if code, out, errOut := show(); code == 0 || out != "" || !strings.Contains(errOut, "rotated or revoked through the API") {
+		t.Fatalf("after the rotation: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	c.admin("DELETE", "/api/v1/channels/main", nil, 204)
+	if code, _, errOut := show(); code == 0 || !strings.Contains(errOut, "was deleted through the API") {
+		t.Fatalf("after deleting the channel: exit %d, stderr %q", code, errOut)
+	}
 }

@@ -8,9 +8,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/onairhq/onair/catalog"
 	"github.com/onairhq/onair/chat"
 	"github.com/onairhq/onair/ingest"
 	"github.com/onairhq/onair/moderation"
@@ -149,6 +151,24 @@ func keyCommand(args []string, stdout, stderr io.Writer) error {
 	}
 	if !ok || st.DefaultKey == "" {
 		return fmt.Errorf("no generated stream key in %s (onair generates one at its first start without channels; keys of configured channels are in your configuration)", *dataDir)
+	}
+	// The generated channel is one of the API's channels: its key may have
+	// been rotated or revoked there since (readable here without Redis only).
+	store := catalog.NewFileStore(filepath.Join(*dataDir, catalogFile))
+	if seeded, err := store.Seeded(); err != nil {
+		return err
+	} else if seeded {
+		chans, err := store.List(context.Background())
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(chans, func(c catalog.Channel) bool { return c.Name == st.DefaultChannel })
+		switch {
+		case i < 0:
+			return fmt.Errorf("channel %q was deleted through the API; its generated key no longer publishes", st.DefaultChannel)
+		case !chans[i].HasKey(st.DefaultKey):
+			return fmt.Errorf("the key generated for channel %q at the first start was rotated or revoked through the API: it no longer publishes, and only the API's answer showed the new key", st.DefaultChannel)
+		}
 	}
 	fmt.Fprintf(stderr, "stream key of channel %q (from %s):\n", st.DefaultChannel, filepath.Join(*dataDir, stateFile))
 	fmt.Fprintln(stdout, st.DefaultKey)
