@@ -166,7 +166,7 @@ func TestStatusCommand(t *testing.T) {
 func TestWriteStatus(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	since := now.Add(-90 * time.Second)
-	chans := []statusChannel{
+	chans := []channelView{
 		{Name: "main", State: "live", Since: &since, Viewers: 7, Codecs: []string{"h264"}, Width: 1280, Height: 720, Bitrate: 2_500_000},
 		{Name: "studio", State: "offline"},
 	}

@@ -56,19 +56,6 @@ type statusClient struct {
 	http        *http.Client
 }
 
-// statusChannel is the part of the API's channel view the screen shows.
-type statusChannel struct {
-	Name    string     `json:"name"`
-	State   string     `json:"state"`
-	Reason  string     `json:"reason"`
-	Since   *time.Time `json:"since"`
-	Viewers int        `json:"viewers"`
-	Codecs  []string   `json:"codecs"`
-	Width   int        `json:"width"`
-	Height  int        `json:"height"`
-	Bitrate int64      `json:"bitrate"`
-}
-
 // get fetches path into v. It returns the HTTP status; err is set for anything but 2xx.
 func (c statusClient) get(path string, auth bool, v any) (int, error) {
 	req, err := http.NewRequest("GET", c.base+path, nil)
@@ -104,7 +91,7 @@ func (c statusClient) get(path string, auth bool, v any) (int, error) {
 // print writes the screen.
 func (c statusClient) print(w io.Writer) error {
 	var list struct {
-		Channels []statusChannel `json:"channels"`
+		Channels []channelView `json:"channels"`
 	}
 	if _, err := c.get("/api/v1/channels", false, &list); err != nil {
 		return err
@@ -142,7 +129,7 @@ func (c statusClient) print(w io.Writer) error {
 }
 
 // writeStatus renders the screen.
-func writeStatus(w io.Writer, base string, chans []statusChannel, reports map[string]*health.Report, now time.Time) {
+func writeStatus(w io.Writer, base string, chans []channelView, reports map[string]*health.Report, now time.Time) {
 	live, viewers := 0, 0
 	for _, ch := range chans {
 		if ch.State == "live" || ch.State == "reconnecting" {
