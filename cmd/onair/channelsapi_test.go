@@ -244,15 +244,7 @@ func TestKeyRotationDuringBroadcast(t *testing.T) {
 	t.Setenv("ONAIR_ADMIN_TOKEN", token)
 	rtmpAddr, httpAddr, logs := startServeRTMP(t, "--channel", "cfg:cfg-key-123456", "--reconnect-grace", "10s")
 	c := apiClient{t: t, base: "http://" + httpAddr, token: token}
-	publish := func(key, seconds string) *exec.Cmd {
-		cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=15:duration="+seconds,
-			"-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-f", "flv", "rtmp://"+rtmpAddr+"/live/"+key)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		return cmd
-	}
+	publish := func(key, seconds string) *exec.Cmd { return publishTestSource(t, rtmpAddr, key, seconds) }
 	state := func() string {
 		return c.admin("GET", "/api/v1/channels/show", nil, 200)["state"].(string)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -126,4 +127,17 @@ func startServeRTMP(t *testing.T, args ...string) (rtmpAddr, httpAddr string, lo
 		return m != nil
 	})
 	return rtmpAddr, httpAddr, logs
+}
+
+// publishTestSource publishes seconds of a small test picture with ffmpeg to
+// key on rtmpAddr; the test waits for it or it is killed when the test ends.
+func publishTestSource(t *testing.T, rtmpAddr, key, seconds string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=15:duration="+seconds,
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-f", "flv", "rtmp://"+rtmpAddr+"/live/"+key)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
 }

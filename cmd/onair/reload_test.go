@@ -60,15 +60,7 @@ func TestSIGHUPReloadsChannels(t *testing.T) {
 	}
 	write(`"main:main-key-1", "gone:gone-key-1"`)
 	rtmpAddr, httpAddr, logs := startServeRTMP(t, "--config", file, "--data-dir", dir)
-	publish := func(key string, seconds string) *exec.Cmd {
-		cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=15:duration="+seconds,
-			"-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-f", "flv", "rtmp://"+rtmpAddr+"/live/"+key)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		return cmd
-	}
+	publish := func(key, seconds string) *exec.Cmd { return publishTestSource(t, rtmpAddr, key, seconds) }
 	channels := func() map[string]bool {
 		resp, err := http.Get("http://" + httpAddr + "/api/v1/channels")
 		if err != nil {
