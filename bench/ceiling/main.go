@@ -38,6 +38,7 @@ import (
 type config struct {
 	onair, nginx, mediamtx, ffmpeg string
 	onairFlags                     []string
+	record                         bool
 	systems                        []string
 	input                          string
 	inputDur                       time.Duration
@@ -52,6 +53,7 @@ func main() {
 	var levels, systems, onairFlags string
 	flag.StringVar(&c.onair, "onair", "/tmp/onair", "onair binary (go build -o /tmp/onair ./cmd/onair)")
 	flag.StringVar(&onairFlags, "onair-flags", "", "extra flags for onair serve, space-separated")
+	flag.BoolVar(&c.record, "record", false, "servers record every broadcast: onair --record all (fMP4), nginx-rtmp record all (FLV)")
 	flag.StringVar(&c.nginx, "nginx", "/usr/sbin/nginx", "nginx binary; the RTMP module is loaded from /usr/lib/nginx/modules (apt-get install nginx-light libnginx-mod-rtmp)")
 	flag.StringVar(&c.mediamtx, "mediamtx", "", "MediaMTX binary (left out when empty)")
 	flag.StringVar(&c.ffmpeg, "ffmpeg", "ffmpeg", "ffmpeg, to encode the input")
@@ -141,9 +143,13 @@ func run(ctx context.Context, c config) error {
 	for _, name := range c.systems {
 		switch strings.TrimSpace(name) {
 		case "onair":
-			systems = append(systems, onairSystem(c.onair, c.onairFlags))
+			flags := c.onairFlags
+			if c.record {
+				flags = append(flags, "--record", "all")
+			}
+			systems = append(systems, onairSystem(c.onair, flags))
 		case "nginx-rtmp":
-			systems = append(systems, nginxSystem(c.nginx))
+			systems = append(systems, nginxSystem(c.nginx, c.record))
 		case "mediamtx":
 			if c.mediamtx != "" {
 				systems = append(systems, mediamtxSystem(c.mediamtx))

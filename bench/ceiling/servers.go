@@ -166,7 +166,11 @@ type nginxServer struct {
 	rp, hp int
 }
 
-func nginxSystem(bin string) system {
+// nginxRecord replaces "record off;" when broadcasts are recorded: nginx-rtmp
+// writes each as FLV, its only recording format.
+const nginxRecord = "record all;\n            record_path {{DIR}}/rec;\n            record_unique on;"
+
+func nginxSystem(bin string, record bool) system {
 	version := strings.TrimPrefix(machine.Output(bin, "-v"), "nginx version: ")
 	version += ", libnginx-mod-rtmp " + machine.Output("dpkg-query", "-W", "-f", "${Version}", "libnginx-mod-rtmp")
 	return system{
@@ -182,7 +186,7 @@ func nginxSystem(bin string) system {
 			if err != nil {
 				return nil, err
 			}
-			for _, d := range []string{hls, filepath.Join(dir, "tmp")} {
+			for _, d := range []string{hls, filepath.Join(dir, "tmp"), filepath.Join(dir, "rec")} {
 				// nginx's workers run as nobody when started as root.
 				if err := os.MkdirAll(d, 0o777); err != nil {
 					return nil, err
@@ -191,7 +195,11 @@ func nginxSystem(bin string) system {
 					return nil, err
 				}
 			}
-			conf := strings.NewReplacer("{{DIR}}", dir, "{{HLS}}", hls, "{{RTMP}}", strconv.Itoa(rp), "{{HTTP}}", strconv.Itoa(hp)).Replace(nginxConf)
+			conf := nginxConf
+			if record {
+				conf = strings.Replace(conf, "record off;", nginxRecord, 1)
+			}
+			conf = strings.NewReplacer("{{DIR}}", dir, "{{HLS}}", hls, "{{RTMP}}", strconv.Itoa(rp), "{{HTTP}}", strconv.Itoa(hp)).Replace(conf)
 			confPath := filepath.Join(dir, "nginx.conf")
 			if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 				return nil, err
