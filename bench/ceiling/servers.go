@@ -163,12 +163,13 @@ http {
 type nginxServer struct {
 	p      *procstat.Proc
 	hls    string
+	rec    string // recordings (empty without -record)
 	rp, hp int
 }
 
 // nginxRecord replaces "record off;" when broadcasts are recorded: nginx-rtmp
 // writes each as FLV, its only recording format.
-const nginxRecord = "record all;\n            record_path {{DIR}}/rec;\n            record_unique on;"
+const nginxRecord = "record all;\n            record_path {{REC}};\n            record_unique on;"
 
 func nginxSystem(bin string, record bool) system {
 	version := strings.TrimPrefix(machine.Output(bin, "-v"), "nginx version: ")
@@ -186,7 +187,12 @@ func nginxSystem(bin string, record bool) system {
 			if err != nil {
 				return nil, err
 			}
-			for _, d := range []string{hls, filepath.Join(dir, "tmp"), filepath.Join(dir, "rec")} {
+			// Recordings on the disk, in a directory nginx's workers (nobody) can reach.
+			rec, err := os.MkdirTemp("", "ceiling-nginx-rec-")
+			if err != nil {
+				return nil, err
+			}
+			for _, d := range []string{hls, rec, filepath.Join(dir, "tmp")} {
 				// nginx's workers run as nobody when started as root.
 				if err := os.MkdirAll(d, 0o777); err != nil {
 					return nil, err
@@ -199,7 +205,7 @@ func nginxSystem(bin string, record bool) system {
 			if record {
 				conf = strings.Replace(conf, "record off;", nginxRecord, 1)
 			}
-			conf = strings.NewReplacer("{{DIR}}", dir, "{{HLS}}", hls, "{{RTMP}}", strconv.Itoa(rp), "{{HTTP}}", strconv.Itoa(hp)).Replace(conf)
+			conf = strings.NewReplacer("{{DIR}}", dir, "{{REC}}", rec, "{{HLS}}", hls, "{{RTMP}}", strconv.Itoa(rp), "{{HTTP}}", strconv.Itoa(hp)).Replace(conf)
 			confPath := filepath.Join(dir, "nginx.conf")
 			if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 				return nil, err
@@ -207,9 +213,10 @@ func nginxSystem(bin string, record bool) system {
 			p, err := start(filepath.Join(dir, "nginx.log"), bin, "-p", dir, "-c", confPath)
 			if err != nil {
 				os.RemoveAll(hls)
+				os.RemoveAll(rec)
 				return nil, err
 			}
-			s := &nginxServer{p: p, hls: hls, rp: rp, hp: hp}
+			s := &nginxServer{p: p, hls: hls, rec: rec, rp: rp, hp: hp}
 			if err := procstat.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/", hp), startTimeout); err != nil {
 				s.stop()
 				return nil, fmt.Errorf("nginx did not start (see %s): %w", dir, err)
@@ -232,6 +239,7 @@ func (s *nginxServer) exited() (bool, error) { return s.p.Exited() }
 func (s *nginxServer) stop() {
 	_ = s.p.Stop()
 	os.RemoveAll(s.hls)
+	os.RemoveAll(s.rec)
 }
 
 // mediamtxConf is MediaMTX with RTMP in and its default LL-HLS out (1 s
