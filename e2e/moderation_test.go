@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -119,7 +120,7 @@ func TestModerationTakedown(t *testing.T) {
 // TestModerationBetweenKeyframes publishes a blocklisted pattern (colour
 // bars) with a black box drawn on exactly its keyframes, the evasion of
 // keyframe-only screening. Screening frames between keyframes (the
-// default) takes it down within 3 s of its first bars; screening keyframes
+// default) takes it down on a frame between keyframes; screening keyframes
 // only lets it run.
 func TestModerationBetweenKeyframes(t *testing.T) {
 	needTools(t)
@@ -170,14 +171,23 @@ func TestModerationBetweenKeyframes(t *testing.T) {
 			if !exited {
 				t.Fatalf("the evasion still streams 10 s in:\n%s", tail(s.Logs(), 30))
 			}
-			// The first bars are the frame after the first keyframe: within
-			// milliseconds of ffmpeg's start, which this measure includes.
-			t.Logf("publisher started -> cut off: %v", cut.Round(time.Millisecond))
-			if cut > 3*time.Second {
-				t.Errorf("taken down %v after the first bars, want within 3 s", cut)
+			// How soon depends on where the random samples fall (the first
+			// within 1 s, then one per 2 s) and, on a loaded machine, on
+			// samples superseded while the decoder starts: logged, not
+			// asserted (docs/benchmarks.md measures it). What must hold is
+			// that the frame that matched lies between keyframes.
+			m := regexp.MustCompile(`matches a blocklisted image \(smptebars\)".* keyframe_time=(\S+)`).FindStringSubmatch(s.Logs())
+			if m == nil {
+				t.Fatalf("no blocklist takedown in the log:\n%s", tail(s.Logs(), 30))
 			}
-			if !strings.Contains(s.Logs(), "matches a blocklisted image (smptebars)") {
-				t.Errorf("no blocklist takedown in the log:\n%s", tail(s.Logs(), 30))
+			at, err := time.ParseDuration(m[1])
+			if err != nil {
+				t.Fatalf("keyframe_time %q: %v", m[1], err)
+			}
+			t.Logf("publisher started -> cut off: %v; the frame that matched is at %v of media time", cut.Round(time.Millisecond), at)
+			// 30 fps with a keyframe every 30 frames; RTMP rounds to milliseconds.
+			if frame := (at.Milliseconds()*30 + 500) / 1000; frame%30 == 0 {
+				t.Errorf("the frame that matched (%v, frame %d) is a keyframe, which shows the black box", at, frame)
 			}
 		})
 	}
