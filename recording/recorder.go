@@ -252,13 +252,15 @@ func (r *Recorder) Get(channel, id string) (Meta, error) {
 	if !ingest.ValidChannelName(channel) || !ValidID(id) {
 		return Meta{}, ErrNotFound
 	}
+	// The writer first: one that finishes after this look has written its
+	// final description (hidden, if taken down) before it leaves r.active.
+	r.mu.Lock()
+	live := r.active[channel]
+	r.mu.Unlock()
 	m, err := readMeta(filepath.Join(r.opts.Dir, channel, id))
 	if err != nil || m.ID != id || m.Channel != channel {
 		return Meta{}, ErrNotFound
 	}
-	r.mu.Lock()
-	live := r.active[channel]
-	r.mu.Unlock()
 	if live != nil && live.meta.ID == id && live.hidden.Load() {
 		m.State = StateHidden // taken down while its last part is still being written
 	}
