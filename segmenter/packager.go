@@ -31,7 +31,7 @@ type encoder interface {
 //     segment past the target duration (rounded), or when the keyframe
 //     interval is known to be too long for it: the target never changes;
 //   - a new part when the part reached 85 % of PART-TARGET, or the next frame
-//     would take it past PART-TARGET;
+//     would take it past PART-TARGET however soon it comes;
 //   - a discontinuity when timestamps jump forward by more than the target,
 //     or at a keyframe after a gap its part cannot hold (a reconnect).
 type packager struct {
@@ -211,7 +211,7 @@ func (p *packager) advance(t time.Duration, key bool, prev *sample, au ingest.Ac
 	gap := t - p.lastLead
 	// A gap the previous frame cannot fill without taking its part past
 	// PART-TARGET (a publisher that reconnected, or stalled).
-	over := t-p.partStart > p.cfg.part+time.Millisecond
+	over := t-p.partStart > p.cfg.partTarget
 	if gap > p.cfg.maxGap || gap < 0 || over && key {
 		// A jump in the publisher's clock: end the segment where its media
 		// ends and go on after a discontinuity.
@@ -262,7 +262,7 @@ func (p *packager) advance(t time.Duration, key bool, prev *sample, au ingest.Ac
 				"keyframe_interval_at_least", interval.Round(time.Millisecond), "target", p.cfg.target)
 		}
 		p.closePart(t, p.newSegment(au, false), t)
-	case partLen >= p.cfg.minPart || partLen+est > p.cfg.part+time.Millisecond:
+	case partLen >= p.cfg.minPart || partLen+p.shortest() > p.cfg.partTarget:
 		p.closePart(t, nil, t)
 	}
 }
@@ -276,6 +276,23 @@ func (p *packager) lastFrameEnd() time.Duration {
 		d = p.durs[(p.ndur-1)%len(p.durs)]
 	}
 	return min(p.lastLead+d, max(p.partStart+p.cfg.part, p.lastLead+time.Millisecond))
+}
+
+// shortest is the shortest recent frame duration (estimate until one is
+// known). A part under 85 % of PART-TARGET is closed only when even a frame
+// this short would take it past PART-TARGET: with frames a millisecond apart
+// in length (RTMP rounding), the longest would close five 30 fps frames
+// (168 ms) where the sixth comes within the target.
+func (p *packager) shortest() time.Duration {
+	n := min(p.ndur, len(p.durs))
+	if n == 0 {
+		return p.estimate()
+	}
+	d := p.durs[0]
+	for i := 1; i < n; i++ {
+		d = min(d, p.durs[i])
+	}
+	return d
 }
 
 // estimate is the longest recent frame duration (30 fps until one is known).
@@ -338,7 +355,7 @@ func (p *packager) writeAudio(au ingest.AccessUnit) error {
 // segment, which is cut once it is about SegmentDuration long.
 func (p *packager) advanceAudio(t time.Duration, prev *sample, au ingest.AccessUnit) {
 	gap := t - p.lastLead
-	if gap > p.cfg.maxGap || gap < 0 || t-p.partStart > p.cfg.part+time.Millisecond {
+	if gap > p.cfg.maxGap || gap < 0 || t-p.partStart > p.cfg.partTarget {
 		p.advance(t, true, prev, au) // the discontinuity path
 		return
 	}
@@ -352,7 +369,7 @@ func (p *packager) advanceAudio(t time.Duration, prev *sample, au ingest.AccessU
 	switch {
 	case segLen+est/2 >= p.cfg.segment:
 		p.closePart(t, p.newSegment(au, false), t)
-	case partLen >= p.cfg.minPart || partLen+est > p.cfg.part+time.Millisecond:
+	case partLen >= p.cfg.minPart || partLen+p.shortest() > p.cfg.partTarget:
 		p.closePart(t, nil, t)
 	}
 }

@@ -24,8 +24,9 @@ func testConfig(t testing.TB, o Options) *config {
 }
 
 // packageClip runs units through a packager synchronously and checks every
-// playlist version it produces with hlscheck (and gohlslib's parser).
-func packageClip(t *testing.T, cfg *config, tracks ingest.Tracks, units []ingest.AccessUnit) (*window, *hlscheck.Checker) {
+// playlist version it produces with hlscheck (and gohlslib's parser). A
+// non-nil sink receives the media as a recording would.
+func packageClip(t *testing.T, cfg *config, tracks ingest.Tracks, units []ingest.AccessUnit, sink Sink) (*window, *hlscheck.Checker) {
 	t.Helper()
 	var m metrics
 	w := newWindow(cfg, 1000, 0)
@@ -33,6 +34,9 @@ func packageClip(t *testing.T, cfg *config, tracks ingest.Tracks, units []ingest
 	p, err := newPackager(cfg, &m, w, b, slog.Default())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if sink != nil {
+		p.record = func(*ingest.Broadcast, []byte) Sink { return sink }
 	}
 	var c hlscheck.Checker
 	last := uint64(0)
@@ -105,7 +109,7 @@ func TestPackagerCutting(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clip := testmedia.Make(t, tc.spec)
 			cfg := testConfig(t, tc.opts)
-			w, c := packageClip(t, cfg, clip.Tracks, clip.Units)
+			w, c := packageClip(t, cfg, clip.Tracks, clip.Units, nil)
 			if c.Reloads() < 3 {
 				t.Fatalf("only %d playlist versions", c.Reloads())
 			}
@@ -184,7 +188,7 @@ func TestTimestampJump(t *testing.T) {
 			}
 			// packageClip checks every playlist version: parts within
 			// PART-TARGET, parts adding up to EXTINF, discontinuity numbering.
-			w, _ := packageClip(t, testConfig(t, Options{}), clip.Tracks, units)
+			w, _ := packageClip(t, testConfig(t, Options{}), clip.Tracks, units, nil)
 			w.mu.Lock()
 			body := w.playlistLocked(false).body
 			w.mu.Unlock()
@@ -202,6 +206,37 @@ func TestTimestampJump(t *testing.T) {
 				t.Fatalf("%d discontinuities, want %d:\n%s", discs, c.wantDiscs, body)
 			}
 		})
+	}
+}
+
+// TestPartsWithinTargetWhenTimestampsWobble: RTMP's millisecond timestamps
+// of 30 fps video step 33, 33, 34 ms; where that rhythm slips (a source
+// looped, an encoder's clock), two 34 ms steps meet and six frames come to
+// 201 ms. Wherever that falls in a part, no part exceeds PART-TARGET and none
+// but a segment's last falls under 85 % of it (packageClip checks every
+// version).
+func TestPartsWithinTargetWhenTimestampsWobble(t *testing.T) {
+	clip := testmedia.Make(t, testmedia.Spec{Seconds: 2, Video: true, Audio: true})
+	var video []int
+	for i, u := range clip.Units {
+		if u.Kind == ingest.KindVideo {
+			video = append(video, i)
+		}
+	}
+	for k := 12; k < 18; k++ {
+		// A 33 ms step made 34 ms, next to a 34 ms one: the rest a millisecond later.
+		step := clip.Units[video[k]].DTS - clip.Units[video[k-1]].DTS
+		next := clip.Units[video[k+1]].DTS - clip.Units[video[k]].DTS
+		prev := clip.Units[video[k-1]].DTS - clip.Units[video[k-2]].DTS
+		if step != 33*time.Millisecond || next != 34*time.Millisecond && prev != 34*time.Millisecond {
+			continue
+		}
+		units := append([]ingest.AccessUnit(nil), clip.Units...)
+		for i := video[k]; i < len(units); i++ {
+			units[i].DTS += time.Millisecond
+			units[i].PTS += time.Millisecond
+		}
+		packageClip(t, testConfig(t, Options{}), clip.Tracks, units, nil)
 	}
 }
 

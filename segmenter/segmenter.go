@@ -73,7 +73,8 @@ type Options struct {
 	// first keyframe a little under it. EXT-X-TARGETDURATION is this rounded
 	// up to whole seconds.
 	SegmentDuration time.Duration
-	// PartDuration is the LL-HLS part target (PART-TARGET).
+	// PartDuration is the LL-HLS part length aimed at; PART-TARGET is a
+	// millisecond more, for RTMP's millisecond timestamps.
 	PartDuration time.Duration
 	// SegmentCount is how many complete segments a playlist keeps (LL-HLS needs at least 7).
 	SegmentCount int
@@ -118,7 +119,8 @@ type config struct {
 	minSegment   time.Duration // shortest segment a keyframe may close
 	target       time.Duration // EXT-X-TARGETDURATION
 	targetSecs   int
-	part         time.Duration // PART-TARGET
+	part         time.Duration // PartDuration: the part length aimed at
+	partTarget   time.Duration // PART-TARGET: the longest part made
 	minPart      time.Duration // 85 % of PART-TARGET (rfc8216bis)
 	skipUntil    time.Duration // CAN-SKIP-UNTIL
 	maxParts     int           // more parts than any segment can hold
@@ -143,7 +145,12 @@ func newConfig(o Options) config {
 	// A keyframe one SegmentDuration after the segment's start must never be
 	// missed (RTMP rounds timestamps to milliseconds, B-frames shift them).
 	c.minSegment = c.segment - min(c.segment/5, 200*time.Millisecond)
-	c.minPart = c.part * 85 / 100
+	// RTMP timestamps are whole milliseconds, so the frames of a part can come
+	// to a millisecond more than PartDuration where they wobble (six frames
+	// at 30 fps of 33+34+34+33+34+33 ms): PART-TARGET allows for it, as every
+	// part must be within it.
+	c.partTarget = c.part + time.Millisecond
+	c.minPart = c.partTarget * 85 / 100
 	c.skipUntil = 6 * c.target
 	// Every part but a segment's last is at least half a part target long
 	// (see packager.cutPart); a segment is under target + 0.5 s.
