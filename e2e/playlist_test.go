@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/onairhq/onair/segmenter/hlscheck"
 )
 
@@ -135,7 +137,9 @@ func TestPlaylistRulesOverLiveReloads(t *testing.T) {
 }
 
 // TestReconnectWithinGrace drops the publisher's connection without unpublishing
-// and reconnects: players keep one playlist whose sequence numbers only grow.
+// and reconnects: players keep one playlist whose sequence numbers only grow,
+// with no discontinuity (the timeline continues), and the web players
+// (newest releases) play on across it.
 func TestReconnectWithinGrace(t *testing.T) {
 	needTools(t, "ffmpeg")
 	file := sharedSource(t, Source{Seconds: 8})
@@ -149,7 +153,24 @@ func TestReconnectWithinGrace(t *testing.T) {
 	done := make(chan struct{})
 	go func() { w.run(ctx); close(done) }()
 
-	time.Sleep(4 * time.Second)
+	site := servePlayerSite(t, playersDir(t))
+	type player struct {
+		c    playerCase
+		ctx  context.Context
+		read func() playState
+		// At the drop: media played so far, and buffered ahead of the playhead.
+		played, ahead float64
+	}
+	var players []*player
+	for _, c := range playerMatrix[:4] {
+		if c.name == "hlsjs-latest-default" {
+			continue // the same library as the first case
+		}
+		pctx, read := openPlayer(t, site, srv.HTTP+"/hls/main/index.m3u8", c)
+		players = append(players, &player{c: c, ctx: pctx, read: read})
+	}
+
+	time.Sleep(6 * time.Second)
 	w.mu.Lock()
 	before := w.last
 	w.mu.Unlock()
@@ -157,11 +178,29 @@ func TestReconnectWithinGrace(t *testing.T) {
 		t.Fatal("no segments before the drop")
 	}
 	first.Kill() // a network failure: no unpublish
+	for _, p := range players {
+		st := p.read()
+		if st.StartMs == nil {
+			t.Fatalf("%s did not start before the drop: %s", p.c.label, describePlay(st))
+		}
+		p.played = st.Played
+		p.ahead, _ = chromedp.Run(p.ctx, chromedp.Evaluate[float64](
+			`(v => v.buffered.length ? v.buffered.end(v.buffered.length-1) - v.currentTime : 0)(document.getElementById("video"))`))
+	}
 	time.Sleep(3 * time.Second)
 	second := Publish(t, file, srv.RTMP+"/"+srv.Key, true)
-	time.Sleep(6 * time.Second)
+	time.Sleep(10 * time.Second)
 	cancel()
 	<-done
+	for _, p := range players {
+		// What was buffered at the drop, and then at least 3 s of the
+		// returning publisher's media (10 s of it were sent).
+		st := p.read()
+		t.Logf("%s: %.2f s buffered at the drop; %s", p.c.label, p.ahead, describePlay(st))
+		if after := st.Played - p.played; after < p.ahead+3 || len(st.Fatal) > 0 {
+			t.Errorf("%s played %.2f s after the drop (%.2f s of it buffered before), fatal errors: %s", p.c.label, after, p.ahead, joinRaw(st.Fatal))
+		}
+	}
 	second.Stop()
 
 	w.report(t)
@@ -177,6 +216,21 @@ func TestReconnectWithinGrace(t *testing.T) {
 	if after.MediaSequence+uint64(len(after.Segments)) <= before.MediaSequence+uint64(len(before.Segments))+2 {
 		t.Errorf("the playlist did not grow after the reconnect: msn %d (+%d) then %d (+%d)",
 			before.MediaSequence, len(before.Segments), after.MediaSequence, len(after.Segments))
+	}
+	// No discontinuity: the timeline continues, and Shaka skips seconds ahead
+	// after one. Those before the window are counted by
+	// EXT-X-DISCONTINUITY-SEQUENCE.
+	discs := func(pl *hlscheck.Playlist) uint64 {
+		n := pl.DiscSequence
+		for _, s := range pl.Segments {
+			if s.Discontinuity {
+				n++
+			}
+		}
+		return n
+	}
+	if d := discs(after) - discs(before); d != 0 {
+		t.Errorf("%d discontinuities across the reconnect, want none", d)
 	}
 	// The same playlist: segment names keep the broadcast's prefix.
 	prefix := func(uri string) string { return uri[:strings.LastIndexByte(uri, '_')+1] }

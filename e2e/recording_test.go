@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -100,7 +101,7 @@ func TestRecordingVOD(t *testing.T) {
 	} else if resp, img := Get(t, s.HTTP+rec.Thumbnail); resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" || len(img) < 1000 {
 		t.Errorf("thumbnail: %d %s, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(img))
 	}
-	playVOD(t, s.HTTP+rec.Playlist, seconds)
+	playVOD(t, s.HTTP+rec.Playlist, seconds, 0)
 	replayPages(t, s, rec.ID)
 
 	out := filepath.Join(t.TempDir(), "replay.mp4")
@@ -123,8 +124,9 @@ func TestRecordingVOD(t *testing.T) {
 }
 
 // playVOD plays a VOD playlist in hls.js (the newest, as pinned) at 8× speed
-// to its end, and checks it ended with no fatal error and no hole.
-func playVOD(t *testing.T, src string, seconds float64) {
+// to its end, and checks it ended with no fatal error and no hole in the
+// buffered media longer than maxHole.
+func playVOD(t *testing.T, src string, seconds float64, maxHole float64) {
 	t.Helper()
 	site := servePlayerSite(t, playersDir(t))
 	c := playerCase{"hlsjs-vod", "hls.js latest, VOD", "fmp4", "hlsjs", "hls.js", "default"}
@@ -152,7 +154,8 @@ func playVOD(t *testing.T, src string, seconds float64) {
 	}
 	st := read()
 	t.Logf("hls.js %s played the replay to its end: %.2f of %.2f s", st.Version, at, dur)
-	if len(st.Fatal) > 0 || len(st.Holes) > 0 || math.Abs(dur-seconds) > 0.5 {
+	long := slices.ContainsFunc(st.Holes, func(h bufferHole) bool { return h.End-h.Start > maxHole })
+	if len(st.Fatal) > 0 || long || math.Abs(dur-seconds) > 0.5 {
 		t.Errorf("replay: duration %.2f s, fatal %s, holes %v", dur, joinRaw(st.Fatal), st.Holes)
 	}
 }
@@ -181,7 +184,8 @@ func replayPages(t *testing.T, s *Server, id string) {
 }
 
 // A publisher killed and back within the grace period gives one recording
-// holding both parts.
+// holding both parts, with a discontinuity between them, that hls.js plays
+// through.
 func TestRecordingReconnect(t *testing.T) {
 	needTools(t, "ffmpeg", "ffprobe")
 	file := sharedSource(t, Source{Width: 320, Height: 240, FPS: 30, Seconds: 6})
@@ -199,10 +203,18 @@ func TestRecordingReconnect(t *testing.T) {
 	}
 	_, pl := Get(t, s.HTTP+rec.Playlist)
 	pts, _ := probeFrames(t, s.HTTP+rec.Playlist, 60*time.Second)
-	t.Logf("one recording: %.2f s, %d frames decoded, discontinuities %d", rec.Duration, len(pts), bytes.Count(pl, []byte("#EXT-X-DISCONTINUITY\n")))
+	discs := bytes.Count(pl, []byte("#EXT-X-DISCONTINUITY\n"))
+	t.Logf("one recording: %.2f s, %d frames decoded, discontinuities %d", rec.Duration, len(pts), discs)
 	if rec.Duration < 10 || float64(len(pts)) < 0.95*30*rec.Duration {
 		t.Errorf("recording of %.2f s with %d frames: both sessions should be in it", rec.Duration, len(pts))
 	}
+	if discs != 1 {
+		t.Errorf("%d discontinuities, want 1 where the publisher returned:\n%s", discs, pl)
+	}
+	// A killed publisher's last audio and video end apart: where the
+	// returning one starts, a hole of a few frames may be left, which hls.js
+	// steps over.
+	playVOD(t, s.HTTP+rec.Playlist, rec.Duration, 0.25)
 }
 
 // Retention removes the oldest recordings once a channel's exceed record-max-mb.

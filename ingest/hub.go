@@ -869,12 +869,13 @@ func (h *Hub) detachLocked(lb *liveBroadcast, detail string) {
 
 // begin attaches s, whose tracks are now known, to ch: it continues the
 // broadcast in its grace period when the tracks match, or starts a new one.
-// It returns the broadcast and where s's timeline starts, or nil if s no longer owns ch.
-func (h *Hub) begin(ch *channel, s *session, tracks Tracks) (*liveBroadcast, time.Duration) {
+// It returns the broadcast, where s's timeline starts and whether s resumed
+// a broadcast, or nil if s no longer owns ch.
+func (h *Hub) begin(ch *channel, s *session, tracks Tracks) (*liveBroadcast, time.Duration, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if ch.publisher != s || h.shutdown {
-		return nil, 0
+		return nil, 0, false
 	}
 	if lb := ch.live; lb != nil {
 		if lb.owner.Load() == nil && tracks.Equal(lb.b.Tracks) {
@@ -889,7 +890,7 @@ func (h *Hub) begin(ch *channel, s *session, tracks Tracks) (*liveBroadcast, tim
 					po.PublisherReturned(b)
 				}
 			})
-			return lb, time.Duration(lb.next.Load())
+			return lb, time.Duration(lb.next.Load()), true
 		}
 		h.endLocked(lb, EndNewTracks, "publisher returned with different codec parameters")
 	}
@@ -906,7 +907,7 @@ func (h *Hub) begin(ch *channel, s *session, tracks Tracks) (*liveBroadcast, tim
 	h.stats.broadcasts.Add(1)
 	h.log.Info("broadcast started", "channel", ch.name, "broadcast", b.ID, "tracks", tracks.String())
 	h.notifyLocked(func(o Observer) { o.BroadcastStarted(b) })
-	return lb, 0
+	return lb, 0, false
 }
 
 func (h *Hub) runConsumer(c Consumer, b *Broadcast, f *Feed) {

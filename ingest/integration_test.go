@@ -540,7 +540,8 @@ func TestReconnectWithinGrace(t *testing.T) {
 }
 
 // requireContinued checks that b, once ended, was the only broadcast and that a
-// second publisher (after event) added at least 10 s of video with rising DTS.
+// second publisher (after event) added at least 10 s of video with rising DTS,
+// its first frame, a keyframe, marked as a discontinuity.
 func requireContinued(t *testing.T, ts *testServer, b *Broadcast, before int, event string) {
 	t.Helper()
 	waitEnded(t, ts, b.ID, 2*time.Second)
@@ -551,9 +552,22 @@ func requireContinued(t *testing.T, ts *testServer, b *Broadcast, before int, ev
 	if len(v) < before+300 {
 		t.Fatalf("%d video units after the %s, had %d before", len(v), event, before)
 	}
+	var marked []int
 	for i := 1; i < len(v); i++ {
 		if v[i].DTS <= v[i-1].DTS {
 			t.Fatalf("DTS not increasing at %d: %v then %v", i, v[i-1].DTS, v[i].DTS)
+		}
+		if v[i].Discontinuity {
+			marked = append(marked, i)
+		}
+	}
+	if len(marked) != 1 || marked[0] > before || !v[marked[0]].Key {
+		t.Errorf("video frames marked as a discontinuity: %v (of %d, %d before the %s), want the second publisher's first keyframe only", marked, len(v), before, event)
+	}
+	for _, a := range ts.rec.unitsOf(b.ID, KindAudio) {
+		if a.Discontinuity {
+			t.Errorf("an audio frame at %v marked as a discontinuity; video leads", a.DTS)
+			break
 		}
 	}
 }

@@ -68,6 +68,11 @@ type AccessUnit struct {
 	Frame []byte
 	// Received is when ingest got the message off the wire; latency is measured from it.
 	Received time.Time
+	// Discontinuity marks the first lead-track frame (video, or audio when
+	// there is none) of a publisher that returned within the grace period: a
+	// new encoder session, whose timeline follows the broadcast's but whose
+	// frames do not follow from the ones before.
+	Discontinuity bool
 }
 
 // Broadcast is one live broadcast of a channel: from the first publish until the

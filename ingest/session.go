@@ -78,6 +78,9 @@ type session struct {
 	lb     *liveBroadcast
 	tracks Tracks
 	tl     *timeline
+	// resumed: this session continues a broadcast whose publisher returned,
+	// and its first lead-track frame is still to be marked a discontinuity.
+	resumed bool
 
 	// Reading media messages.
 	block []byte // the current payload block: full up to len
@@ -483,11 +486,11 @@ func (s *session) maybeStart() error {
 		return nil
 	}
 	tracks := Tracks{Video: s.vcfg, Audio: s.acfg}
-	lb, base := s.hub.begin(s.ch, s, tracks)
+	lb, base, resumed := s.hub.begin(s.ch, s, tracks)
 	if lb == nil {
 		return errors.New("channel no longer held by this publisher")
 	}
-	s.lb, s.tracks, s.state = lb, tracks, stateLive
+	s.lb, s.tracks, s.state, s.resumed = lb, tracks, stateLive, resumed
 	s.tl = newTimeline(base)
 	// Anchor the timeline on the earliest usable buffered timestamp so that
 	// nothing lands before base (audio often starts slightly before video).
@@ -547,6 +550,9 @@ func (s *session) forward(p pendingTag) {
 		au.Frame = p.a.Payload
 		au.DTS = s.tl.dts(KindAudio, p.raw)
 		au.PTS = au.DTS
+	}
+	if s.resumed && (p.kind == KindVideo || s.tracks.Video == nil) {
+		au.Discontinuity, s.resumed = true, false
 	}
 	for _, f := range lb.feeds {
 		f.Push(au)

@@ -32,8 +32,10 @@ type encoder interface {
 //     interval is known to be too long for it: the target never changes;
 //   - a new part when the part reached 85 % of PART-TARGET, or the next frame
 //     would take it past PART-TARGET however soon it comes;
+//   - a new segment at the first keyframe of a publisher that returned
+//     within the grace period (a discontinuity in the recording only);
 //   - a discontinuity when timestamps jump forward by more than the target,
-//     or at a keyframe after a gap its part cannot hold (a reconnect).
+//     or at a keyframe after a gap its part cannot hold.
 type packager struct {
 	cfg *config
 	m   *metrics
@@ -248,7 +250,7 @@ func (p *packager) advance(t time.Duration, key bool, prev *sample, au ingest.Ac
 		crossed = k >= 1 && k > (p.lastLead-p.lastKey+est/2)/sub && segLen >= sub/2
 	}
 	switch {
-	case key && (segLen >= p.cfg.minSegment || long && segLen >= sub/2):
+	case key && (au.Discontinuity || segLen >= p.cfg.minSegment || long && segLen >= sub/2):
 		p.closePart(t, p.newSegment(au, false), t)
 	case !key && (segLen+est >= limit || crossed):
 		p.m.forcedCuts.Add(1)
@@ -367,7 +369,7 @@ func (p *packager) advanceAudio(t time.Duration, prev *sample, au ingest.AccessU
 	est := p.estimate()
 	segLen, partLen := t-p.segStart, t-p.partStart
 	switch {
-	case segLen+est/2 >= p.cfg.segment:
+	case au.Discontinuity || segLen+est/2 >= p.cfg.segment:
 		p.closePart(t, p.newSegment(au, false), t)
 	case partLen >= p.cfg.minPart || partLen+p.shortest() > p.cfg.partTarget:
 		p.closePart(t, nil, t)
@@ -424,7 +426,7 @@ func (p *packager) start(au ingest.AccessUnit) error {
 
 // newSegment makes the segment that the frame au starts.
 func (p *packager) newSegment(au ingest.AccessUnit, disc bool) *segment {
-	return &segment{r: p.r, disc: disc, pdt: p.wallClock(au)}
+	return &segment{r: p.r, disc: disc, resumed: au.Discontinuity, pdt: p.wallClock(au)}
 }
 
 // wallClock maps a frame's presentation time to the wall clock for
@@ -471,7 +473,7 @@ func (p *packager) closePart(end time.Duration, next *segment, from time.Duratio
 			pt := &part{data: data, dur: end - p.partStart, independent: p.partIndep, created: time.Now()}
 			p.w.addPart(p.seg, pt, next)
 			if p.sink != nil {
-				p.sink.Part(data, pt.dur, p.segStarted, next != nil || p.ending, p.seg.disc, p.seg.pdt)
+				p.sink.Part(data, pt.dur, p.segStarted, next != nil || p.ending, p.seg.disc || p.seg.resumed, p.seg.pdt)
 			}
 			p.m.parts.Add(1)
 			p.m.partBytes.Add(uint64(len(data)))

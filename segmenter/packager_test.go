@@ -1,6 +1,7 @@
 package segmenter
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"math"
@@ -206,6 +207,62 @@ func TestTimestampJump(t *testing.T) {
 				t.Fatalf("%d discontinuities, want %d:\n%s", discs, c.wantDiscs, body)
 			}
 		})
+	}
+}
+
+// partLog is a Sink that keeps what it is told of each part.
+type partLog struct{ parts []partCall }
+
+type partCall struct {
+	dur               time.Duration
+	first, last, disc bool
+}
+
+func (l *partLog) Part(_ []byte, dur time.Duration, first, last, disc bool, _ time.Time) {
+	l.parts = append(l.parts, partCall{dur, first, last, disc})
+}
+
+func (l *partLog) End(ingest.EndReason) {}
+
+// TestReturningPublisher: the first keyframe of a publisher that returned
+// within the grace period starts a segment, even where the segment is too
+// short to end at a keyframe otherwise; the recording gets a discontinuity
+// there, the live playlist none.
+func TestReturningPublisher(t *testing.T) {
+	clip := testmedia.Make(t, testmedia.Spec{Seconds: 4, Video: true, Audio: true, GOP: 15})
+	units := append([]ingest.AccessUnit(nil), clip.Units...)
+	at := -1
+	for i, u := range units {
+		if u.Kind == ingest.KindVideo && u.Key && u.DTS >= 1500*time.Millisecond {
+			at = i
+			break
+		}
+	}
+	if at < 0 {
+		t.Fatal("no keyframe at 1.5 s")
+	}
+	units[at].Discontinuity = true
+	var rec partLog
+	w, _ := packageClip(t, testConfig(t, Options{}), clip.Tracks, units, &rec)
+	w.mu.Lock()
+	body := w.playlistLocked(false).body
+	w.mu.Unlock()
+	if bytes.Contains(body, []byte("#EXT-X-DISCONTINUITY\n")) {
+		t.Errorf("a discontinuity in the live playlist:\n%s", body)
+	}
+	var start time.Duration
+	discs := 0
+	for _, p := range rec.parts {
+		if p.first && p.disc {
+			discs++
+			if start != units[at].DTS-units[0].DTS {
+				t.Errorf("the recording's discontinuity at %v, want at the returning keyframe, %v", start, units[at].DTS-units[0].DTS)
+			}
+		}
+		start += p.dur
+	}
+	if discs != 1 {
+		t.Errorf("%d discontinuities in the recording, want 1", discs)
 	}
 }
 

@@ -16,6 +16,9 @@
 //     or the server stops): the last frames close a final segment, the
 //     playlist gets EXT-X-ENDLIST, and it stays served for EndedLinger; then
 //     every path of the channel answers 404.
+//   - Publisher returns within the grace period with the same tracks: the
+//     playlist goes on, a new segment starting at its first keyframe, without
+//     EXT-X-DISCONTINUITY (the timeline continues; a recording marks one).
 //   - Codec change mid-stream (ingest ends the broadcast and starts a new
 //     one): the playlist goes on with EXT-X-DISCONTINUITY and a new EXT-X-MAP.
 //   - Takedown (Remove, or a broadcast ended as taken down): every path
@@ -104,7 +107,8 @@ type Options struct {
 // bytes are never modified afterwards.
 type Sink interface {
 	// Part is the next part; first says it starts a segment (disc: after a
-	// discontinuity; pdt: the segment's date), last that it completes one.
+	// discontinuity, or where a publisher that returned starts; pdt: the
+	// segment's date), last that it completes one.
 	Part(data []byte, dur time.Duration, first, last, disc bool, pdt time.Time)
 	// End says the broadcast ended: no more parts come.
 	End(reason ingest.EndReason)

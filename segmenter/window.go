@@ -38,14 +38,18 @@ type part struct {
 
 // segment is one media segment: the concatenation of its parts.
 type segment struct {
-	msn   uint64
-	r     *rendition
-	disc  bool // EXT-X-DISCONTINUITY before it
-	pdt   time.Time
-	parts []*part
-	dur   time.Duration
-	size  int
-	done  bool
+	msn  uint64
+	r    *rendition
+	disc bool // EXT-X-DISCONTINUITY before it
+	// resumed: a returning publisher's first segment. Recordings mark a
+	// discontinuity there; the live playlist goes on without one, which
+	// players play through (Shaka skips seconds ahead after one).
+	resumed bool
+	pdt     time.Time
+	parts   []*part
+	dur     time.Duration
+	size    int
+	done    bool
 }
 
 // window is what a channel's media playlist lists: the newest segments of
