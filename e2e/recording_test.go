@@ -298,8 +298,14 @@ func TestRecordingSurvivesCrash(t *testing.T) {
 		t.Error("no log line about the recovered recording")
 	}
 	video, _ := probeFrames(t, s.HTTP+rec.Playlist, 30*time.Second)
+	// The recording ends with the last part written, in decode order: when
+	// that ends on a P-frame, the B-frames shown before it were in the part
+	// lost, so up to three frames (x264's B-frames) are missing before the last.
+	if n := len(video); n > 2 && video[n-1]-video[n-2] <= 4.25/30 {
+		video = video[:n-1]
+	}
 	checkContinuous(t, "video", video, 1.0/30)
-	if float64(len(video)) < 30*rec.Duration-1 {
+	if float64(len(video)) < 30*rec.Duration-2 {
 		t.Errorf("%d frames decoded from %.2f s", len(video), rec.Duration)
 	}
 }
