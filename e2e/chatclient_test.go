@@ -148,6 +148,29 @@ func (c *chatClient) waitFor(t testing.TB, timeout time.Duration, ok func(chatLi
 	}
 }
 
+// waitForTexts waits for chat messages with each of texts, in any order: messages sent
+// by different clients have no order until the bus gives them one.
+func (c *chatClient) waitForTexts(t testing.TB, timeout time.Duration, texts ...string) {
+	t.Helper()
+	want := make(map[string]bool, len(texts))
+	for _, text := range texts {
+		want[text] = true
+	}
+	deadline := time.Now().Add(timeout)
+	for len(want) > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			var missing []string
+			for text := range want {
+				missing = append(missing, text)
+			}
+			t.Fatalf("chat: %q not arrived within %s", missing, timeout)
+		}
+		l := c.waitFor(t, left, func(l chatLine) bool { return l.Type == "msg" && want[l.Text] })
+		delete(want, l.Text)
+	}
+}
+
 // waitClosed waits for the connection to end and returns the close frame it got (nil if none).
 func (c *chatClient) waitClosed(t testing.TB, timeout time.Duration) *websocket.CloseError {
 	t.Helper()

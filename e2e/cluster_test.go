@@ -514,9 +514,7 @@ func TestClusterTopology(t *testing.T) {
 	alice.say(t, "hello from chat-a")
 	carol.say(t, "hello through the edge")
 	for _, c := range []*chatClient{alice, bob, carol} {
-		for _, text := range []string{"hello from chat-a", "hello through the edge"} {
-			c.waitFor(t, 5*time.Second, func(l chatLine) bool { return l.Type == "msg" && l.Text == text })
-		}
+		c.waitForTexts(t, 5*time.Second, "hello from chat-a", "hello through the edge")
 	}
 
 	video, audio := probeFrames(t, playlist, 60*time.Second)
