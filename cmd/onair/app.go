@@ -20,6 +20,7 @@ import (
 	"github.com/onairhq/onair/chat"
 	"github.com/onairhq/onair/health"
 	"github.com/onairhq/onair/ingest"
+	"github.com/onairhq/onair/internal/certfile"
 	"github.com/onairhq/onair/internal/clientip"
 	"github.com/onairhq/onair/moderation"
 	"github.com/onairhq/onair/purge"
@@ -63,6 +64,7 @@ type app struct {
 	metrics    *prometheus.Registry // /metrics: every part's collector (metrics.go)
 
 	events *eventsWebhook // events-webhook's deliveries (events.go); nil: none
+	certs  *certfile.Pair // RTMPS's certificate, reloaded when its files change; nil: no RTMPS
 }
 
 // newApp sets up onair's parts. channels are the configuration's; seed, if
@@ -73,6 +75,11 @@ func newApp(cfg Config, secret, adminToken string, channels []ingest.ChannelConf
 	var err error
 	if a.roles, err = parseRoles(cfg.Roles); err != nil {
 		return nil, err // validated with the configuration
+	}
+	if a.roles.has(roleIngest) && cfg.RTMPSAddr != "" {
+		if a.certs, err = loadCertificate(cfg, log); err != nil {
+			return nil, err
+		}
 	}
 
 	// Chat.

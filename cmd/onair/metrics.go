@@ -59,6 +59,11 @@ func (a *app) collectors() []prometheus.Collector {
 		cs = append(cs, a.events.n)
 	}
 	cs = append(cs, a.http.collectors()...)
+	if a.certs != nil {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "onair_ingest_tls_certificate_expiry_timestamp_seconds",
+			Help: "When RTMPS's certificate in use expires (Unix time); it moves with each renewal onair takes."},
+			func() float64 { return float64(a.certs.Certificate().Leaf.NotAfter.Unix()) }))
+	}
 	if a.cluster != nil && a.cluster.relay != nil {
 		cs = append(cs, a.cluster.relay)
 	}

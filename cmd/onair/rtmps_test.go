@@ -66,7 +66,8 @@ func TestRTMPSPublishAndCertificateReload(t *testing.T) {
 	}
 	dir := t.TempDir()
 	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	testcert.Write(t, certPath, keyPath, testcert.Spec{Serial: 1})
+	firstEnd := time.Now().Add(30 * 24 * time.Hour).Truncate(time.Second)
+	testcert.Write(t, certPath, keyPath, testcert.Spec{Serial: 1, NotAfter: firstEnd})
 	_, httpAddr, logs := startServeRTMP(t, "--data-dir", dir, "--channel", "main:main-key-123",
 		"--rtmps-addr", "127.0.0.1:0", "--tls-cert", certPath, "--tls-key", keyPath)
 	rtmpsAddr := regexp.MustCompile(`onair started.* rtmps=(\S+)`).FindStringSubmatch(logs.String())[1]
@@ -128,6 +129,27 @@ func TestRTMPSPublishAndCertificateReload(t *testing.T) {
 	if s := serial(); s != 1 {
 		t.Fatalf("serial %d at start", s)
 	}
+	// The expiry metric, for alerts on renewals that keep failing.
+	expiry := func() time.Time {
+		resp, err := http.Get("http://" + httpAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		m := regexp.MustCompile(`(?m)^onair_ingest_tls_certificate_expiry_timestamp_seconds (\S+)$`).FindSubmatch(body)
+		if m == nil {
+			t.Fatalf("no certificate expiry in /metrics:\n%s", body)
+		}
+		v, err := strconv.ParseFloat(string(m[1]), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return time.Unix(int64(v), 0)
+	}
+	if got := expiry(); !got.Equal(firstEnd) {
+		t.Errorf("certificate expiry metric %s at start, want %s", got, firstEnd)
+	}
 
 	// A renewal: new files written beside, then renamed over the old ones.
 	since := len(logs.String())
@@ -141,8 +163,12 @@ func TestRTMPSPublishAndCertificateReload(t *testing.T) {
 		}
 	}
 	start = time.Now()
-	renew(testcert.Spec{Serial: 2})
+	secondEnd := firstEnd.Add(30 * 24 * time.Hour)
+	renew(testcert.Spec{Serial: 2, NotAfter: secondEnd})
 	waitUntil(t, "the new certificate", 6*time.Second, func() bool { return serial() == 2 })
+	if got := expiry(); !got.Equal(secondEnd) {
+		t.Errorf("certificate expiry metric %s after the renewal, want %s", got, secondEnd)
+	}
 	t.Logf("renewed certificate served %v after the files changed", time.Since(start).Round(time.Millisecond))
 	if !strings.Contains(logs.String()[since:], `msg="TLS certificate reloaded"`) {
 		t.Error("the reload is not logged")
@@ -156,6 +182,9 @@ func TestRTMPSPublishAndCertificateReload(t *testing.T) {
 	})
 	if s := serial(); s != 2 {
 		t.Fatalf("serial %d after an expired replacement, want 2", s)
+	}
+	if got := expiry(); !got.Equal(secondEnd) {
+		t.Errorf("certificate expiry metric %s after a refused replacement, want %s (the certificate in use)", got, secondEnd)
 	}
 
 	// SIGHUP rereads the files at once.

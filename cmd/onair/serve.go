@@ -53,16 +53,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	rs, _ := parseRoles(cfg.Roles) // validated in loadConfig
 	var rtmpLn, rtmpsLn net.Listener
-	var certs *certfile.Pair // RTMPS's certificate, reloaded when its files change
 	closeIngest := func() { closeListener(rtmpLn); closeListener(rtmpsLn) }
 	if rs.has(roleIngest) {
 		if rtmpLn, err = net.Listen("tcp", cfg.RTMPAddr); err != nil {
 			return fmt.Errorf("listen for RTMP on %s (rtmp-addr): %w", cfg.RTMPAddr, err)
 		}
 		if cfg.RTMPSAddr != "" {
-			if certs, rtmpsLn, err = listenRTMPS(cfg, log); err != nil {
+			if rtmpsLn, err = net.Listen("tcp", cfg.RTMPSAddr); err != nil {
 				closeIngest()
-				return err
+				return fmt.Errorf("listen for RTMPS on %s (rtmps-addr): %w", cfg.RTMPSAddr, err)
 			}
 		}
 	}
@@ -131,13 +130,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	certCtx, stopCerts := context.WithCancel(ctx)
 	defer stopCerts()
 	if rtmpsLn != nil {
-		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
+		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: app.certs.GetCertificate}
 		wg.Go(func() {
 			if err := app.hub.ServeTLS(ctx, rtmpsLn, tlsCfg); err != nil && ctx.Err() == nil {
 				errc <- fmt.Errorf("RTMPS server: %w", err)
 			}
 		})
-		wg.Go(func() { certs.Run(certCtx, certfile.DefaultInterval) })
+		wg.Go(func() { app.certs.Run(certCtx, certfile.DefaultInterval) })
 	}
 	if app.cluster != nil && app.cluster.relay != nil {
 		wg.Go(func() { app.cluster.reg.WatchTakedowns(ctx, app.cluster.relay.Drop) })
@@ -160,8 +159,8 @@ run:
 			break run
 		case <-hup:
 			reloadChannels(args, app, log)
-			if certs != nil {
-				reloadCertificate(certs, log)
+			if app.certs != nil {
+				reloadCertificate(app.certs, log)
 			}
 		}
 	}
@@ -177,23 +176,19 @@ run:
 	return runErr
 }
 
-// listenRTMPS loads RTMPS's certificate and opens its listener. An error
-// names the setting at fault.
-func listenRTMPS(cfg Config, log *slog.Logger) (*certfile.Pair, net.Listener, error) {
+// loadCertificate loads RTMPS's certificate. An error names the setting at
+// fault.
+func loadCertificate(cfg Config, log *slog.Logger) (*certfile.Pair, error) {
 	certs, err := certfile.Load(cfg.TLSCert, cfg.TLSKey, log.With("part", "tls"))
 	if err != nil {
 		key := "tls-cert"
 		if fe := (*certfile.Error)(nil); errors.As(err, &fe) && fe.File == "key" {
 			key = "tls-key"
 		}
-		return nil, nil, fmt.Errorf("invalid setting %s: %w", key, err)
-	}
-	ln, err := net.Listen("tcp", cfg.RTMPSAddr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listen for RTMPS on %s (rtmps-addr): %w", cfg.RTMPSAddr, err)
+		return nil, fmt.Errorf("invalid setting %s: %w", key, err)
 	}
 	log.Info("TLS certificate loaded for RTMPS", append(certs.Describe(), "part", "tls")...)
-	return certs, ln, nil
+	return certs, nil
 }
 
 // reloadCertificate re-reads RTMPS's certificate files on SIGHUP (they are
