@@ -273,6 +273,29 @@ func TestPlayerMatrix(t *testing.T) {
 	t.Log("player matrix (" + playersSource() + "):\n" + matrixTable(results))
 }
 
+// TestLowLatencyPlayersAt24fps plays a 24 fps broadcast in the low-latency
+// players. No part of whole 24 fps frames is both within a 201 ms PART-TARGET
+// and at least 85 % of it, so the window fits its PART-TARGET to five frames;
+// the players must play it as they play 30 fps.
+func TestLowLatencyPlayersAt24fps(t *testing.T) {
+	needTools(t, "ffmpeg")
+	dir := playersDir(t)
+	chromiumPath(t)
+	site := servePlayerSite(t, dir)
+	src24 := liveSource
+	src24.FPS, src24.GOP = 24, 24
+	src := sharedSource(t, src24)
+	for _, c := range playerMatrix {
+		if c.config != "lowlatency" {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			var st playState
+			playLive(t, site, src, c, &st)
+		})
+	}
+}
+
 func playersSource() string {
 	if d := os.Getenv(playersDirEnv); d != "" {
 		return "players from " + playersDirEnv + "=" + d

@@ -109,12 +109,22 @@ func (w *playlistWatcher) report(t *testing.T) {
 }
 
 // TestPlaylistRulesOverLiveReloads runs the playlist checker over many reloads
-// of live output, in every variant.
+// of live output, in every variant, and in LL-HLS at 24 fps, where parts of
+// whole frames need a PART-TARGET of their own.
 func TestPlaylistRulesOverLiveReloads(t *testing.T) {
 	needTools(t, "ffmpeg")
-	file := sharedSource(t, Source{Seconds: 20})
-	for _, variant := range []string{"lowlatency", "fmp4", "mpegts"} {
-		t.Run(variant, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, variant string
+		fps           int // 0: the default 30
+	}{
+		{"lowlatency", "lowlatency", 0},
+		{"fmp4", "fmp4", 0},
+		{"mpegts", "mpegts", 0},
+		{"lowlatency 24 fps", "lowlatency", 24},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			variant := tc.variant
+			file := sharedSource(t, Source{Seconds: 20, FPS: tc.fps})
 			srv := StartServer(t, "--hls-variant", variant)
 			pub := Publish(t, file, srv.RTMP+"/"+srv.Key, false)
 			WaitHTTP(t, srv.HTTP+"/hls/main/index.m3u8", 10*time.Second)
@@ -130,6 +140,9 @@ func TestPlaylistRulesOverLiveReloads(t *testing.T) {
 				t.Errorf("only %d reloads checked", n)
 			} else {
 				t.Logf("%d reloads checked, %d segments seen", n, len(w.uris))
+			}
+			if w.last != nil && w.last.PartTarget > 0 {
+				t.Logf("PART-TARGET %v", w.last.PartTarget)
 			}
 			pub.Wait(10 * time.Second)
 		})

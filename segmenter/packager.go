@@ -74,6 +74,10 @@ type packager struct {
 	sink       Sink // the recording's; nil if not recorded
 	disc       bool // the broadcast's first segment follows another one's
 	ending     bool // closing the broadcast's last part
+
+	partTarget time.Duration // PART-TARGET: fitted to the frames until the window fixes it
+	minPart    time.Duration // 85 % of partTarget (rfc8216bis)
+	fixed      bool          // partTarget is the window's and no longer changes
 }
 
 func newPackager(cfg *config, m *metrics, w *window, b *ingest.Broadcast, log *slog.Logger) (*packager, error) {
@@ -109,6 +113,13 @@ func newPackager(cfg *config, m *metrics, w *window, b *ingest.Broadcast, log *s
 	}
 	w.mu.Lock()
 	p.disc = len(w.segs) > 0
+	p.setPartTarget(cfg.partTarget)
+	if w.partTarget > 0 {
+		// A returning publisher, or the next broadcast after a codec change:
+		// PART-TARGET never changes within a playlist.
+		p.setPartTarget(w.partTarget)
+		p.fixed = true
+	}
 	w.mu.Unlock()
 	if cfg.mpegts {
 		enc, err := newTSEncoder(b.Tracks, p.audioRate)
@@ -211,9 +222,12 @@ func (p *packager) advance(t time.Duration, key bool, prev *sample, au ingest.Ac
 		rate = p.audioRate
 	}
 	gap := t - p.lastLead
+	if !p.fixed && gap >= 0 && gap <= p.cfg.maxGap {
+		p.fitPartTarget(t-p.partStart, len(p.vs))
+	}
 	// A gap the previous frame cannot fill without taking its part past
 	// PART-TARGET (a publisher that reconnected, or stalled).
-	over := t-p.partStart > p.cfg.partTarget
+	over := t-p.partStart > p.partTarget
 	if gap > p.cfg.maxGap || gap < 0 || over && key {
 		// A jump in the publisher's clock: end the segment where its media
 		// ends and go on after a discontinuity.
@@ -264,9 +278,34 @@ func (p *packager) advance(t time.Duration, key bool, prev *sample, au ingest.Ac
 				"keyframe_interval_at_least", interval.Round(time.Millisecond), "target", p.cfg.target)
 		}
 		p.closePart(t, p.newSegment(au, false), t)
-	case partLen >= p.cfg.minPart || partLen+p.shortest() > p.cfg.partTarget:
+	case partLen >= p.minPart || partLen+p.shortest() > p.partTarget:
 		p.closePart(t, nil, t)
 	}
+}
+
+// fitPartTarget sets PART-TARGET until the first part fixes it; frames is
+// how many lead-track frames span covers. The configured one stays where
+// whole frames fill at least 85 % of it (at 15, 25, 30, 50 and 60 fps, and
+// AAC audio). Otherwise it is the whole number of frames nearest
+// PartDuration, plus the millisecond RTMP's timestamps can add: at 24 fps
+// five frames (209 ms), where 201 ms holds four (167 ms, under 85 %).
+func (p *packager) fitPartTarget(span time.Duration, frames int) {
+	if frames == 0 || span <= 0 {
+		return
+	}
+	frame := span / time.Duration(frames)
+	if p.cfg.partTarget/frame*frame >= p.cfg.partTarget*85/100 {
+		p.setPartTarget(p.cfg.partTarget)
+		return
+	}
+	n := max(1, (p.cfg.part+frame/2)/frame)
+	d := (n*span/time.Duration(frames) + time.Millisecond - 1).Truncate(time.Millisecond)
+	p.setPartTarget(d + time.Millisecond)
+}
+
+func (p *packager) setPartTarget(d time.Duration) {
+	p.partTarget = d
+	p.minPart = d * 85 / 100
 }
 
 // lastFrameEnd is where the newest frame ends when no frame follows it (at
@@ -277,7 +316,7 @@ func (p *packager) lastFrameEnd() time.Duration {
 	if p.ndur > 0 {
 		d = p.durs[(p.ndur-1)%len(p.durs)]
 	}
-	return min(p.lastLead+d, max(p.partStart+p.cfg.part, p.lastLead+time.Millisecond))
+	return min(p.lastLead+d, max(p.partStart+p.partTarget-time.Millisecond, p.lastLead+time.Millisecond))
 }
 
 // shortest is the shortest recent frame duration (estimate until one is
@@ -357,7 +396,10 @@ func (p *packager) writeAudio(au ingest.AccessUnit) error {
 // segment, which is cut once it is about SegmentDuration long.
 func (p *packager) advanceAudio(t time.Duration, prev *sample, au ingest.AccessUnit) {
 	gap := t - p.lastLead
-	if gap > p.cfg.maxGap || gap < 0 || t-p.partStart > p.cfg.partTarget {
+	if !p.fixed && gap >= 0 && gap <= p.cfg.maxGap {
+		p.fitPartTarget(t-p.partStart, len(p.as))
+	}
+	if gap > p.cfg.maxGap || gap < 0 || t-p.partStart > p.partTarget {
 		p.advance(t, true, prev, au) // the discontinuity path
 		return
 	}
@@ -371,7 +413,7 @@ func (p *packager) advanceAudio(t time.Duration, prev *sample, au ingest.AccessU
 	switch {
 	case au.Discontinuity || segLen+est/2 >= p.cfg.segment:
 		p.closePart(t, p.newSegment(au, false), t)
-	case partLen >= p.cfg.minPart || partLen+p.shortest() > p.cfg.partTarget:
+	case partLen >= p.minPart || partLen+p.shortest() > p.partTarget:
 		p.closePart(t, nil, t)
 	}
 }
@@ -471,6 +513,10 @@ func (p *packager) closePart(end time.Duration, next *segment, from time.Duratio
 			p.log.Warn("part dropped: cannot encode it", "err", err)
 		} else {
 			pt := &part{data: data, dur: end - p.partStart, independent: p.partIndep, created: time.Now()}
+			if !p.fixed {
+				p.setPartTarget(p.w.fixPartTarget(p.partTarget))
+				p.fixed = true
+			}
 			p.w.addPart(p.seg, pt, next)
 			if p.sink != nil {
 				p.sink.Part(data, pt.dur, p.segStarted, next != nil || p.ending, p.seg.disc || p.seg.resumed, p.seg.pdt)

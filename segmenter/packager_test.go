@@ -102,6 +102,8 @@ func TestPackagerCutting(t *testing.T) {
 		{"0.5s GOP", testmedia.Spec{Seconds: 6, Video: true, Audio: true, GOP: 15}, Options{}, time.Second, true},
 		{"60 fps", testmedia.Spec{Seconds: 5, Video: true, FPS: 60}, Options{}, time.Second, true},
 		{"25 fps 2s segments", testmedia.Spec{Seconds: 10, Video: true, FPS: 25, GOP: 50}, Options{SegmentDuration: 2 * time.Second}, 2 * time.Second, true},
+		{"24 fps", testmedia.Spec{Seconds: 6, Video: true, Audio: true, FPS: 24}, Options{}, time.Second, true},
+		{"12 fps", testmedia.Spec{Seconds: 6, Video: true, FPS: 12}, Options{}, time.Second, true},
 		{"audio only", testmedia.Spec{Seconds: 6, Audio: true}, Options{}, time.Second, true},
 		{"fmp4 variant", testmedia.Spec{Seconds: 6, Video: true, Audio: true}, Options{Variant: VariantFMP4}, time.Second, true},
 		{"mpegts variant", testmedia.Spec{Seconds: 6, Video: true, Audio: true}, Options{Variant: VariantMPEGTS}, time.Second, true},
@@ -124,6 +126,18 @@ func TestPackagerCutting(t *testing.T) {
 			if !pl.Ended || len(pl.Segments) == 0 {
 				t.Fatalf("final playlist:\n%s", body)
 			}
+			if fps := tc.spec.FPS; tc.spec.Video && pl.PartTarget > 0 {
+				// PART-TARGET: the whole number of frames nearest the part
+				// length, and the millisecond RTMP's timestamps may add.
+				if fps == 0 {
+					fps = 30
+				}
+				frame := time.Second / time.Duration(fps)
+				frames := (cfg.part + frame/2) / frame * frame
+				if d := pl.PartTarget - frames; d <= 0 || d > 2*time.Millisecond {
+					t.Errorf("PART-TARGET %v for parts of %v", pl.PartTarget, frames)
+				}
+			}
 			var total time.Duration
 			for i, s := range w.segs {
 				total += s.dur
@@ -137,8 +151,8 @@ func TestPackagerCutting(t *testing.T) {
 					t.Errorf("segment %d does not start with a keyframe", s.msn)
 				}
 				for j, p := range s.parts {
-					if p.dur > cfg.part {
-						t.Errorf("segment %d part %d lasts %v > PART-TARGET %v", s.msn, j, p.dur, cfg.part)
+					if p.dur > w.partTarget {
+						t.Errorf("segment %d part %d lasts %v > PART-TARGET %v", s.msn, j, p.dur, w.partTarget)
 					}
 				}
 			}
@@ -156,7 +170,7 @@ func TestPackagerCutting(t *testing.T) {
 			if cfg.mpegts != (pl.Maps == 0) {
 				t.Errorf("%d EXT-X-MAP tags in the %s variant", pl.Maps, map[bool]string{true: "mpegts", false: "fMP4"}[cfg.mpegts])
 			}
-			t.Logf("%d versions, %d segments in the window (%v), %d parts in the last", c.Reloads(), len(w.segs), total, len(w.segs[len(w.segs)-1].parts))
+			t.Logf("%d versions, %d segments in the window (%v), %d parts in the last, PART-TARGET %v", c.Reloads(), len(w.segs), total, len(w.segs[len(w.segs)-1].parts), w.partTarget)
 		})
 	}
 }

@@ -119,9 +119,13 @@ func (w *window) renderLocked(skipped int) []byte {
 		b = append(b, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL="...)
 		b = appendSecs(b, c.skipUntil)
 		b = append(b, ",PART-HOLD-BACK="...)
-		b = appendSecs(b, 3*c.partTarget)
+		pt := w.partTarget
+		if pt == 0 {
+			pt = c.partTarget
+		}
+		b = appendSecs(b, 3*pt)
 		b = append(b, "\n#EXT-X-PART-INF:PART-TARGET="...)
-		b = appendSecs(b, c.partTarget)
+		b = appendSecs(b, pt)
 		b = append(b, '\n')
 	}
 	first := w.nextMSN

@@ -124,8 +124,7 @@ type config struct {
 	target       time.Duration // EXT-X-TARGETDURATION
 	targetSecs   int
 	part         time.Duration // PartDuration: the part length aimed at
-	partTarget   time.Duration // PART-TARGET: the longest part made
-	minPart      time.Duration // 85 % of PART-TARGET (rfc8216bis)
+	partTarget   time.Duration // PART-TARGET until a window fits its own to the frames
 	skipUntil    time.Duration // CAN-SKIP-UNTIL
 	maxParts     int           // more parts than any segment can hold
 	maxGap       time.Duration // a timestamp jump beyond this is a discontinuity
@@ -152,9 +151,9 @@ func newConfig(o Options) config {
 	// RTMP timestamps are whole milliseconds, so the frames of a part can come
 	// to a millisecond more than PartDuration where they wobble (six frames
 	// at 30 fps of 33+34+34+33+34+33 ms): PART-TARGET allows for it, as every
-	// part must be within it.
+	// part must be within it. Each window fits its own to a whole number of
+	// its frames (packager.fitPartTarget); this one is the one listed before.
 	c.partTarget = c.part + time.Millisecond
-	c.minPart = c.partTarget * 85 / 100
 	c.skipUntil = 6 * c.target
 	// Every part but a segment's last is at least half a part target long
 	// (see packager.cutPart); a segment is under target + 0.5 s.

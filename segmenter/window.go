@@ -79,6 +79,9 @@ type window struct {
 	bandPeak int           // highest segment bitrate seen, bits/s
 	mv       *rendered     // the multivariant playlist last rendered
 	mvs      int           // how many were rendered (for ETags)
+	// partTarget is PART-TARGET, fixed by the first part's packager to fit
+	// its frames (0 before: the configured one is listed).
+	partTarget time.Duration
 }
 
 func newWindow(cfg *config, firstMSN, discSeq uint64) *window {
@@ -134,6 +137,17 @@ func (w *window) closeLastLocked() {
 	if n := len(w.segs); n > 0 && !w.segs[n-1].done {
 		w.closeLocked(w.segs[n-1])
 	}
+}
+
+// fixPartTarget sets PART-TARGET to d, for the window's lifetime, unless it
+// is set already, and returns it.
+func (w *window) fixPartTarget(d time.Duration) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.partTarget == 0 {
+		w.partTarget = d
+	}
+	return w.partTarget
 }
 
 // addPart appends p to s. When next is set, next is the segment the

@@ -67,7 +67,7 @@ type Config struct {
 
 	HLSVariant         string        `key:"hls-variant" help:"lowlatency, fmp4 or mpegts"`
 	HLSSegmentDuration time.Duration `key:"hls-segment-duration" help:"segment length aimed at (cut at keyframes; EXT-X-TARGETDURATION is this rounded up to whole seconds)"`
-	HLSPartDuration    time.Duration `key:"hls-part-duration" help:"LL-HLS part length (200ms is a whole number of frames at 25, 30, 50 and 60 fps); PART-TARGET is a millisecond more, for RTMP's millisecond timestamps"`
+	HLSPartDuration    time.Duration `key:"hls-part-duration" help:"LL-HLS part length (200ms is a whole number of frames at 15, 25, 30, 50 and 60 fps); PART-TARGET is a millisecond more, for RTMP's millisecond timestamps, or, where whole frames cannot fill 85 % of that, the nearest whole number of frames (209ms at 24 fps)"`
 	HLSSegmentCount    int           `key:"hls-segment-count" help:"segments kept in each playlist"`
 	HLSEndedLinger     time.Duration `key:"hls-ended-linger" help:"how long an ended playlist stays served before answering 404"`
 
