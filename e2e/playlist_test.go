@@ -123,12 +123,11 @@ func TestPlaylistRulesOverLiveReloads(t *testing.T) {
 		{"lowlatency 24 fps", "lowlatency", 24},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			variant := tc.variant
 			file := sharedSource(t, Source{Seconds: 20, FPS: tc.fps})
-			srv := StartServer(t, "--hls-variant", variant)
+			srv := StartServer(t, "--hls-variant", tc.variant)
 			pub := Publish(t, file, srv.RTMP+"/"+srv.Key, false)
 			WaitHTTP(t, srv.HTTP+"/hls/main/index.m3u8", 10*time.Second)
-			w := &playlistWatcher{url: mediaPlaylistURL(t, srv.HTTP, "main"), block: variant == "lowlatency"}
+			w := &playlistWatcher{url: mediaPlaylistURL(t, srv.HTTP, "main"), block: tc.variant == "lowlatency"}
 			ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 			defer cancel()
 			w.run(ctx)
